@@ -1,0 +1,80 @@
+//! Who a request comes from, and whether it may do what it asks. Every route needs a
+//! gateway key when `GATEWAY_API_KEYS` is set, except an explicit open list: health,
+//! metrics, the page, and reading or cancelling a stream by id (the id is the capability).
+
+use std::net::IpAddr;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError, web};
+
+use crate::error::ApiError;
+use crate::limits::ClientId;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+fn is_open(method: &Method, path: &str) -> bool {
+    matches!(path, "/" | "/healthz" | "/readyz" | "/metrics")
+        || *method == Method::OPTIONS
+        || path.starts_with("/api/chat/streams/")
+}
+
+/// The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`.
+fn presented_key(req: &ServiceRequest) -> Option<&[u8]> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .and_then(|v| {
+            v.strip_prefix(b"Bearer ")
+                .or_else(|| v.strip_prefix(b"bearer "))
+        });
+    bearer.or_else(|| req.headers().get("x-api-key").map(|v| v.as_bytes()))
+}
+
+/// The client's address: the peer, or with `TRUST_PROXY` the last `X-Forwarded-For` entry
+/// (the one the trusted proxy itself appended; earlier entries are the client's to forge).
+fn client_ip(req: &ServiceRequest, settings: &Settings) -> Option<IpAddr> {
+    if settings.trust_proxy {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let keys = &state.settings.gateway_api_keys.0;
+    let matched = presented_key(&req).and_then(|k| keys.iter().position(|key| key.matches(k)));
+    let client = match matched {
+        Some(index) => ClientId::Key(index),
+        None if keys.is_empty() || is_open(req.method(), req.path()) => {
+            client_ip(&req, &state.settings).map_or(ClientId::Unknown, ClientId::Ip)
+        }
+        None => {
+            let response = ApiError::Unauthorized.error_response();
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    };
+    req.extensions_mut().insert(client);
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}

@@ -1,0 +1,22 @@
+//! streamgate: an LLM streaming gateway. See DESIGN.md for the contract and README.md for use.
+
+pub mod auth;
+pub mod backend;
+pub mod error;
+pub mod id;
+pub mod lifecycle;
+pub mod limits;
+pub mod mock;
+pub mod registry;
+pub mod relay;
+pub mod request;
+pub mod request_id;
+pub mod routes;
+pub mod secret;
+pub mod settings;
+pub mod settings_values;
+pub mod sse;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,73 @@
+//! The `streamgate` binary: load `.env`, read settings, start logging, serve.
+
+use std::process::ExitCode;
+
+use streamgate::settings::{Settings, SettingsError};
+use streamgate::startup::Application;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; the real environment wins over it (dotenvy never overrides).
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("streamgate: .env could not be read: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(SettingsError::Cli(e)) => e.exit(),
+        Err(SettingsError::Invalid(problems)) => {
+            for problem in problems {
+                eprintln!("streamgate: {problem}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    streamgate::telemetry::init(&settings);
+    raise_open_file_limit();
+    let app = match Application::build(settings.clone()) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("streamgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let upstream = settings.upstream_base_url.0.as_ref().map_or_else(
+        || "the built-in mock model".to_owned(),
+        |u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
+    );
+    tracing::info!(
+        "streamgate listening on http://{}:{} (chat page at /), answering from {upstream}",
+        settings.host,
+        app.port()
+    );
+    if settings.gateway_api_keys.0.is_empty() && !is_loopback(&settings.host) {
+        tracing::warn!(
+            "listening on {} with no GATEWAY_API_KEYS: anyone who can reach this address can spend your upstream quota",
+            settings.host
+        );
+    }
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Each stream holds two descriptors (client and upstream); the soft limit is often 1024.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
+}

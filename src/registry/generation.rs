@@ -1,0 +1,128 @@
+//! Drives one browser generation from the backend into its stream's log, apart from any
+//! connection, until it finishes, fails, is cancelled or the gateway shuts down.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::Entry;
+use crate::backend::Backend;
+use crate::relay::browser::{write_delta, write_error, write_stop};
+use crate::relay::{Finish, Outcome};
+use crate::request::ChatRequest;
+use crate::upstream::UpstreamError;
+
+/// A stream's log may not grow past this; an answer this long is a runaway upstream.
+const MAX_LOG_BYTES: usize = 16 * 1024 * 1024;
+
+enum End {
+    Done,
+    Failed(UpstreamError),
+    Cancelled,
+    Shutdown,
+    TooLong,
+}
+
+pub async fn run(
+    entry: Arc<Entry>,
+    backend: Backend,
+    request: ChatRequest,
+    shutdown: CancellationToken,
+    mut outcome: Outcome,
+) {
+    outcome.stream_id = Some(entry.id.clone());
+    let cancel = entry.cancelled();
+    let opened = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(End::Cancelled),
+        _ = shutdown.cancelled() => Err(End::Shutdown),
+        opened = backend.open(&request, &outcome.request_id) => opened.map_err(|e| {
+            entry.set_opening_error(e.clone());
+            End::Failed(e)
+        }),
+    };
+    let end = match opened {
+        Err(end) => end,
+        Ok(mut stream) => loop {
+            let item = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break End::Cancelled,
+                _ = shutdown.cancelled() => break End::Shutdown,
+                item = stream.next() => item,
+            };
+            match item {
+                Some(Ok(chunk)) => {
+                    if let Some(usage) = chunk.usage {
+                        outcome.usage = Some(usage);
+                    }
+                    if let Some(reason) = &chunk.finish_reason {
+                        outcome.finish(Finish::Upstream(reason.clone()));
+                    }
+                    if chunk.has_delta() {
+                        outcome.delta();
+                        entry.append(|buf, id| write_delta(buf, id, &chunk));
+                        if entry.bytes_held() > MAX_LOG_BYTES {
+                            break End::TooLong;
+                        }
+                    }
+                }
+                Some(Err(error)) => break End::Failed(error),
+                None => break End::Done,
+            }
+        },
+    };
+    let finish = match end {
+        End::Done => Finish::Upstream("stop".to_owned()),
+        End::Failed(error) => {
+            let message = backend.sanitize(&error.to_string());
+            entry.append(|buf, id| {
+                write_error(buf, id, error.code(), &message);
+                true
+            });
+            Finish::from_error(&error)
+        }
+        End::Cancelled => Finish::Cancelled(entry.cancel_reason()),
+        End::Shutdown => {
+            entry.append(|buf, id| {
+                write_error(
+                    buf,
+                    id,
+                    "shutting_down",
+                    "the gateway is shutting down; the answer was cut short",
+                );
+                true
+            });
+            Finish::Error("shutting_down")
+        }
+        End::TooLong => {
+            entry.append(|buf, id| {
+                write_error(
+                    buf,
+                    id,
+                    "stream_too_long",
+                    "the answer passed the gateway's 16 MiB limit per stream",
+                );
+                true
+            });
+            Finish::Error("stream_too_long")
+        }
+    };
+    if matches!(finish, Finish::Upstream(_)) {
+        // A plain end keeps the finish_reason the upstream gave earlier.
+        outcome.finish(finish);
+    } else {
+        outcome.finish = Some(finish);
+    }
+    let reason = outcome
+        .finish
+        .as_ref()
+        .map_or("stop", Finish::reason)
+        .to_owned();
+    let usage = outcome.usage_or_estimate();
+    entry.append(|buf, id| {
+        write_stop(buf, id, &reason, usage, &entry.id);
+        true
+    });
+    entry.finish();
+}

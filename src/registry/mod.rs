@@ -1,0 +1,100 @@
+//! The stream registry: every browser-API generation runs apart from any one connection and
+//! is kept, event by event, until `STREAM_TTL_SECS` after it ends, so readers can resume
+//! with `Last-Event-ID`, fan out across tabs, or cancel it by id.
+
+mod entry;
+mod generation;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+pub use entry::{Entry, Subscription};
+pub use generation::run as run_generation;
+
+use crate::error::ApiError;
+
+pub struct Registry {
+    streams: Mutex<HashMap<String, Arc<Entry>>>,
+    ttl: Duration,
+    grace: Duration,
+}
+
+impl Registry {
+    pub fn new(ttl: Duration, grace: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            streams: Mutex::new(HashMap::new()),
+            ttl,
+            grace,
+        })
+    }
+
+    fn streams(&self) -> MutexGuard<'_, HashMap<String, Arc<Entry>>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new stream with a fresh id: 128 bits from the OS generator, as 32 hex characters.
+    pub fn create(&self) -> Result<Arc<Entry>, ApiError> {
+        let id = crate::id::random_hex(16).map_err(|e| {
+            tracing::error!(error = %e, "no randomness for a stream id");
+            ApiError::Unavailable("the gateway cannot create stream ids right now".into())
+        })?;
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let entry = Arc::new(Entry::new(id.clone(), created));
+        self.streams().insert(id, Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
+        self.streams().get(id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Frees expired streams and cancels generations nobody has read for the grace period.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut abandoned = Vec::new();
+        self.streams().retain(|_, entry| {
+            if entry.abandoned(now, self.grace) {
+                abandoned.push(Arc::clone(entry));
+            }
+            !entry.expired(now, self.ttl)
+        });
+        for entry in abandoned {
+            entry.cancel("no_reader");
+        }
+    }
+
+    /// Sweeps on a timer for as long as the registry lives.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let period =
+            (self.ttl.min(self.grace) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let registry: Weak<Self> = Arc::downgrade(self);
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match registry.upgrade() {
+                    Some(registry) => registry.sweep(),
+                    None => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,94 @@
+//! `POST /v1/chat/completions`: OpenAI's own format, streaming or not.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{client_id, read_body, request_id};
+use crate::error::ApiError;
+use crate::relay::openai::{self, Opening};
+use crate::relay::{Finish, Outcome};
+use crate::request::{ChatRequest, Dialect};
+use crate::sse::{self, Heartbeat, PING};
+use crate::state::AppState;
+
+const ROUTE: &str = "/v1/chat/completions";
+
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.lifecycle.admit()?;
+    let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
+    let request = ChatRequest::parse(&body, Dialect::OpenAi, &state.settings)?;
+    let request_id = request_id(&req);
+    let mut outcome = Outcome::new(ROUTE, &request.model, &request_id, request.prompt_chars);
+    outcome.slot = Some(state.limits.acquire(&client_id(&req))?);
+
+    if !request.stream {
+        let answer = state.backend.complete(&request, &request_id).await;
+        return match answer {
+            Ok(body) => {
+                note_completion(&mut outcome, &body);
+                Ok(HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body))
+            }
+            Err(error) => {
+                outcome.finish(Finish::from_error(&error));
+                Err(error.into())
+            }
+        };
+    }
+
+    let backend = state.backend.clone();
+    let include_usage = request.include_usage;
+    let mut opening: Opening = Box::pin(async move { backend.open(&request, &request_id).await });
+    // Commit late: wait for the upstream's first event so that a refusal is a real HTTP
+    // status, but no longer than a heartbeat period, after which 200 goes out and pings
+    // keep proxies from cutting a model that thinks for minutes.
+    let (opening, committed_early): (Opening, bool) =
+        match tokio::time::timeout(state.heartbeat(), &mut opening).await {
+            Ok(Ok(stream)) => (Box::pin(async { Ok(stream) }), false),
+            Ok(Err(error)) => {
+                outcome.finish(Finish::from_error(&error));
+                return Err(error.into());
+            }
+            Err(_) => (opening, true),
+        };
+    let backend = state.backend.clone();
+    let relay = openai::body(
+        opening,
+        include_usage,
+        state.lifecycle.cut_token(),
+        outcome,
+        Box::new(move |m| backend.sanitize(m)),
+    );
+    let early_ping = futures::stream::iter(committed_early.then(|| Ok(Bytes::from_static(PING))));
+    Ok(sse::ok().streaming(Heartbeat::new(early_ping.chain(relay), state.heartbeat())))
+}
+
+/// Takes the usage and finish reason from a non-streaming answer, for the summary log.
+fn note_completion(outcome: &mut Outcome, body: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        usage: Option<crate::upstream::Usage>,
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice {
+        finish_reason: Option<String>,
+    }
+    if let Ok(answer) = serde_json::from_slice::<Answer>(body) {
+        outcome.usage = answer.usage;
+        outcome.deltas = answer.usage.map_or(0, |u| u.completion_tokens);
+        let reason = answer.choices.into_iter().find_map(|c| c.finish_reason);
+        outcome.finish(Finish::Upstream(
+            reason.unwrap_or_else(|| "stop".to_owned()),
+        ));
+    } else {
+        outcome.finish(Finish::Upstream("stop".to_owned()));
+    }
+}

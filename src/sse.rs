@@ -1,0 +1,77 @@
+//! Server-Sent Events on the way out: response headers and heartbeats.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
+use futures::Stream;
+use tokio::time::{Instant, Sleep};
+
+/// The comment line sent when a stream has been quiet for a heartbeat period.
+pub const PING: &[u8] = b": ping\n\n";
+
+/// A `200 text/event-stream` response builder. `X-Accel-Buffering: no` makes nginx pass
+/// events through even when its own buffering is on; the gateway never compresses SSE.
+pub fn ok() -> HttpResponseBuilder {
+    let mut builder = HttpResponse::Ok();
+    builder
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"));
+    builder
+}
+
+/// Wraps a stream of SSE bytes so that a `: ping` goes out whenever it has been silent for
+/// `period`. Besides keeping proxies from timing the stream out, the write is what lets the
+/// server notice a client that vanished without closing its connection.
+pub struct Heartbeat<S> {
+    inner: Pin<Box<S>>,
+    sleep: Pin<Box<Sleep>>,
+    period: Duration,
+    /// When the last item went out. The timer is re-armed lazily from this when it fires,
+    /// rather than reset on every event: a busy stream then never touches the timer wheel.
+    last_item: Instant,
+}
+
+impl<S> Heartbeat<S> {
+    pub fn new(inner: S, period: Duration) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            sleep: Box::pin(tokio::time::sleep(period)),
+            period,
+            last_item: Instant::now(),
+        }
+    }
+}
+
+impl<S, E> Stream for Heartbeat<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let period = self.period;
+        if let Poll::Ready(item) = self.inner.as_mut().poll_next(cx) {
+            if item.is_some() {
+                self.last_item = Instant::now();
+            }
+            return Poll::Ready(item);
+        }
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            let due = self.last_item + period;
+            if Instant::now() >= due {
+                let now = Instant::now();
+                self.last_item = now;
+                self.sleep.as_mut().reset(now + period);
+                return Poll::Ready(Some(Ok(Bytes::from_static(PING))));
+            }
+            self.sleep.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,166 @@
+//! Building and running the server: bind (port 0 works), wire shared state, handle signals.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use tokio::time::Instant;
+
+use crate::backend::Backend;
+use crate::lifecycle::Lifecycle;
+use crate::limits::StreamLimits;
+use crate::registry::Registry;
+use crate::settings::Settings;
+use crate::state::{AppState, Shared};
+use crate::upstream::ClientBuildError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Upstream(#[from] ClientBuildError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    shared: Shared,
+}
+
+impl Application {
+    /// Binds the listener and builds the server; call inside an actix system
+    /// (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener.local_addr()?.port();
+        // Built once here so a bad upstream setting fails start-up, then per worker below.
+        let backend = Backend::new(&settings)?;
+        let shared = Shared {
+            registry: Registry::new(
+                Duration::from_secs(settings.stream_ttl_secs.get()),
+                Duration::from_secs(settings.resume_grace_secs.get()),
+            ),
+            limits: StreamLimits::new(settings.max_streams, settings.max_streams_per_client),
+            lifecycle: Arc::new(Lifecycle::default()),
+            settings: Arc::new(settings),
+        };
+        shared.registry.spawn_sweeper();
+        let factory_shared = shared.clone();
+        let server = HttpServer::new(move || {
+            let shared = factory_shared.clone();
+            // Each worker gets its own upstream connection pool.
+            let backend = Backend::new(&shared.settings).unwrap_or_else(|_| backend.clone());
+            App::new()
+                .app_data(web::Data::new(AppState { shared, backend }))
+                .wrap(from_fn(crate::auth::authenticate))
+                .wrap(from_fn(crate::request_id::assign))
+                .configure(crate::routes::configure)
+        })
+        // Nagle would hold each small SSE write back by ~40 ms.
+        .tcp_nodelay(true)
+        // A client's EOF then ends its request at once, so a gone client drops its upstream
+        // request even while the upstream is silent (actix otherwise notices only on write).
+        .h1_allow_half_closed(false)
+        // Signals are ours: draining needs to happen before actix stops accepting.
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            shared,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains (see [`drain`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let shared = self.shared.clone();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            drain(&shared, &handle).await;
+        });
+        self.server.await
+    }
+}
+
+/// Graceful shutdown: readiness turns 503 and new generations are refused; running streams
+/// get `SHUTDOWN_GRACE_SECS` to finish; whatever still runs then ends with `error`
+/// (`shutting_down`) and `stop`; then the server stops.
+pub async fn drain(shared: &Shared, handle: &ServerHandle) {
+    shared.lifecycle.start_draining();
+    let grace = Duration::from_secs(shared.settings.shutdown_grace_secs);
+    tracing::info!(
+        active = shared.limits.active(),
+        grace_secs = grace.as_secs(),
+        "shutting down: draining streams"
+    );
+    wait_until_idle(shared, Instant::now() + grace).await;
+    if shared.limits.active() > 0 {
+        tracing::warn!(
+            active = shared.limits.active(),
+            "grace period over: ending the streams still running"
+        );
+        shared.lifecycle.cut_streams();
+        wait_until_idle(shared, Instant::now() + Duration::from_secs(5)).await;
+    }
+    handle.stop(true).await;
+}
+
+async fn wait_until_idle(shared: &Shared, deadline: Instant) {
+    while shared.limits.active() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for signals; stop with SIGKILL");
+                futures::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,282 @@
+//! The HTTP client for an OpenAI-compatible upstream: connection pool, retries before the
+//! first token, status and content-type checks before anything is committed to a client.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use reqwest::header::{self, HeaderValue};
+
+use super::UpstreamError;
+use super::sanitize::sanitize;
+use super::sse::data_events;
+use crate::secret::Secret;
+use crate::settings::Settings;
+
+/// Largest error body read from an upstream that refused a request.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// A `Retry-After` longer than this is not waited for: the refusal goes to the client.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error("could not build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("UPSTREAM_BASE_URL does not make a valid endpoint URL: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    completions_url: reqwest::Url,
+    models_url: reqwest::Url,
+    key: Secret,
+    retries: u32,
+}
+
+impl UpstreamClient {
+    pub fn new(settings: &Settings, base: &reqwest::Url) -> Result<Self, ClientBuildError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(
+                settings.upstream_connect_timeout_secs.get(),
+            ))
+            // The upstream socket carries small, latency-sensitive writes too.
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("streamgate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let base = base.as_str().trim_end_matches('/');
+        let join = |path: &str| reqwest::Url::parse(&format!("{base}/{path}"));
+        Ok(Self {
+            http,
+            completions_url: join("chat/completions")?,
+            models_url: join("models")?,
+            key: settings.upstream_api_key.clone(),
+            retries: settings.upstream_retries,
+        })
+    }
+
+    pub fn sanitize(&self, message: &str) -> String {
+        sanitize(message, &self.key)
+    }
+
+    /// POSTs a streaming request and returns its `data` payloads once the upstream has
+    /// accepted it (2xx, `text/event-stream`). Refusals worth it are retried with backoff;
+    /// nothing has reached the client yet, so a retry is invisible to it.
+    pub async fn open_stream(
+        &self,
+        body: Bytes,
+        request_id: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + use<>, UpstreamError>
+    {
+        let response = self.send_with_retries(body, request_id, true).await?;
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if !content_type.starts_with("text/event-stream") {
+            // Some upstreams answer a streaming request with a JSON error and status 200.
+            let text = read_bounded(response).await;
+            return Err(match error_message(&text) {
+                Some(message) => UpstreamError::Reported(self.sanitize(&message)),
+                None => UpstreamError::NotAStream(self.sanitize(&content_type)),
+            });
+        }
+        let key = self.key.clone();
+        let bytes = response
+            .bytes_stream()
+            .map_err(move |e| sanitize(&describe(&e), &key));
+        Ok(data_events(bytes))
+    }
+
+    /// POSTs a non-streaming request; the status and body are the upstream's own.
+    pub async fn complete(&self, body: Bytes, request_id: &str) -> Result<Bytes, UpstreamError> {
+        let response = self.send_with_retries(body, request_id, false).await?;
+        response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))
+    }
+
+    /// The upstream's `GET /models`, relayed as it is.
+    pub async fn models(&self) -> Result<Bytes, UpstreamError> {
+        let mut request = self.http.get(self.models_url.clone());
+        if !self.key.is_empty() {
+            request = request.header(header::AUTHORIZATION, self.bearer());
+        }
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))?;
+        let response = self.check_status(response).await?;
+        response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))
+    }
+
+    fn bearer(&self) -> HeaderValue {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
+
+    async fn send_with_retries(
+        &self,
+        body: Bytes,
+        request_id: &str,
+        stream: bool,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .http
+                .post(self.completions_url.clone())
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-request-id", request_id)
+                .body(body.clone());
+            if stream {
+                request = request.header(header::ACCEPT, "text/event-stream");
+            }
+            if !self.key.is_empty() {
+                request = request.header(header::AUTHORIZATION, self.bearer());
+            }
+            let result = match request.send().await {
+                Ok(response) => self.check_status(response).await,
+                Err(e) => Err(UpstreamError::Transport(self.sanitize(&describe(&e)))),
+            };
+            let error = match result {
+                Ok(response) => return Ok(response),
+                Err(e) if attempt < self.retries && e.is_retryable() => e,
+                Err(e) => return Err(e),
+            };
+            let backoff = Duration::from_millis(250 << attempt.min(6));
+            let wait = match &error {
+                UpstreamError::Status {
+                    retry_after: Some(secs),
+                    ..
+                } => Duration::from_secs(*secs).max(backoff),
+                _ => backoff,
+            };
+            if wait > MAX_RETRY_WAIT {
+                return Err(error);
+            }
+            tracing::warn!(attempt, error = %error, "upstream attempt failed; retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn check_status(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let text = read_bounded(response).await;
+        let message = error_message(&text).unwrap_or_else(|| {
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reason given")
+                    .to_owned()
+            } else {
+                trimmed.to_owned()
+            }
+        });
+        Err(UpstreamError::Status {
+            status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            message: self.sanitize(&message),
+            retry_after,
+        })
+    }
+}
+
+/// Reads at most [`MAX_ERROR_BODY`] of a body as text.
+async fn read_bounded(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = MAX_ERROR_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The message of an error body in the shapes upstreams use: OpenAI's `{"error":{"message"}}`,
+/// `{"error":"…"}`, vLLM's `{"object":"error","message"}` and FastAPI's `{"detail"}`.
+fn error_message(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let candidates = [
+        value.pointer("/error/message"),
+        value.get("error"),
+        value.get("message"),
+        value.get("detail"),
+    ];
+    candidates.into_iter().flatten().find_map(|v| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null | serde_json::Value::Object(_) => None,
+        other => Some(other.to_string()),
+    })
+}
+
+/// A transport error's description with its root cause, without the URL (which may carry
+/// credentials).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_connect() {
+        "connection failed".to_owned()
+    } else if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_body() || error.is_decode() {
+        "the response body broke off".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s);
+        source = s.source();
+    }
+    if let Some(root) = root {
+        text.push_str(&format!(" ({root})"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_found_in_every_shape() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"m1"}}"#).unwrap(),
+            "m1"
+        );
+        assert_eq!(error_message(r#"{"error":"m2"}"#).unwrap(), "m2");
+        assert_eq!(
+            error_message(r#"{"object":"error","message":"m3"}"#).unwrap(),
+            "m3"
+        );
+        assert_eq!(error_message(r#"{"detail":"m4"}"#).unwrap(), "m4");
+        assert!(error_message("<html>").is_none());
+    }
+}
