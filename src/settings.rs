@@ -223,6 +223,8 @@ mod tests {
     #[test]
     fn help_lists_every_variable_with_its_default() {
         let help = Settings::command().render_long_help().to_string();
+        // Lines wrap to the terminal width; compare with whitespace folded.
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for name in Settings::variable_names() {
             assert!(
                 help.contains(&format!("[env: {name}]")),

@@ -98,6 +98,11 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped through [`Application::handle`], ignoring signals (for tests).
+    pub async fn serve(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
     /// Serves until SIGTERM or SIGINT, then drains (see [`drain`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();

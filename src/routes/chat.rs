@@ -18,13 +18,9 @@ pub async fn create_and_stream(
     let mut reader = entry.subscribe(0);
     // As on the OpenAI route: wait for the first event (at most a heartbeat period) so
     // that an upstream that refuses gives this request a real 502/504.
-    if tokio::time::timeout(state.heartbeat(), reader.ready())
-        .await
-        .is_ok()
-    {
-        if let Some(error) = entry.opening_error() {
-            return Err(error.into());
-        }
+    let answered = tokio::time::timeout(state.heartbeat(), reader.ready()).await;
+    if let (Ok(()), Some(error)) = (answered, entry.opening_error()) {
+        return Err(error.into());
     }
     Ok(sse::ok()
         .insert_header(("x-stream-id", entry.id.as_str()))

@@ -1,0 +1,12 @@
+//! Integration tests: the real server over loopback, against the mock model or a scripted
+//! upstream. One binary, one module per area.
+
+// A test that fails should fail loudly, right where it went wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod browser_dialect;
+mod cancellation;
+mod mock_model;
+mod openai_dialect;
+mod support;
+mod upstream_failures;
