@@ -8,11 +8,11 @@ use streamgate::startup::Application;
 #[actix_web::main]
 async fn main() -> ExitCode {
     // A missing .env is normal; the real environment wins over it (dotenvy never overrides).
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("streamgate: .env could not be read: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("streamgate: .env could not be read: {e}");
+        return ExitCode::from(2);
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,

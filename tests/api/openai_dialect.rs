@@ -29,7 +29,7 @@ async fn each_upstream_chunk_reaches_the_client_byte_for_byte_then_done() {
     let odd_spacing =
         r#"{"id":"c",  "choices":[{"index":0,"delta":{"content":"é \"q\""}}], "x_vendor": [1, 2]}"#
             .to_owned();
-    let sent = vec![
+    let sent = [
         reasoning,
         content_chunk("Hel"),
         odd_spacing,
