@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# bench/run.sh — measure streamgate against the same paced upstream reached directly and through
+# nginx, side by side, in one run. See bench/README.md for what each scenario measures.
+#
+# Everything listens on 127.0.0.1 only; every loop is bounded in count and time. A full run takes
+# about 5 minutes (plus the release builds). Environment knobs (defaults in brackets):
+#   SKIP_BUILD=1           do not run cargo build [0]
+#   GATEWAY_BIN=path       gateway binary [$TARGET_DIR/release/streamgate]
+#   BENCH_BIN_DIR=dir      where bench-upstream and loadgen are [$TARGET_DIR/release]
+#   SCENARIOS="a b c"      subset of scenarios to run; d's rows are inside a, b and c [a b c]
+#   SYSTEMS="direct gateway nginx"  subset of systems [all; nginx only if installed]
+#   DURATION=8 WARMUP=2    seconds measured / warm-up per closed-loop run
+#   HOLD_STREAMS=5000 MAX_TEST_STREAMS=9000 HOLD_SECS=5
+#   UP_PORT=18081 GW_PORT=18080 NGX_PORT=18082 UPSTREAM_THREADS=1 LOADGEN_THREADS=2
+#   OUT=dir                results directory [a new /tmp/streamgate-bench.XXXXXX]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/streamgate}
+BENCH_BIN_DIR=${BENCH_BIN_DIR:-$TARGET_DIR/release}
+SCENARIOS=${SCENARIOS:-"a b c"}
+SYSTEMS=${SYSTEMS:-"direct gateway nginx"}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-2}
+HOLD_STREAMS=${HOLD_STREAMS:-5000}
+MAX_TEST_STREAMS=${MAX_TEST_STREAMS:-9000}
+HOLD_SECS=${HOLD_SECS:-5}
+UP_PORT=${UP_PORT:-18081}
+GW_PORT=${GW_PORT:-18080}
+NGX_PORT=${NGX_PORT:-18082}
+UPSTREAM_THREADS=${UPSTREAM_THREADS:-1}
+LOADGEN_THREADS=${LOADGEN_THREADS:-2}
+OUT=${OUT:-$(mktemp -d /tmp/streamgate-bench.XXXXXX)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+UPSTREAM=$BENCH_BIN_DIR/bench-upstream
+LG=$BENCH_BIN_DIR/loadgen
+CMDS=$OUT/commands.txt
+: >"$CMDS"
+FILES=()
+STARTED=()
+T_START=$(date +%s)
+
+log() { printf '\n=== %s [%ss]\n' "$*" "$(($(date +%s) - T_START))" >&2; }
+has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+has_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# Stop one process we started: SIGTERM, then SIGKILL after 5 s. Only ever our own pids.
+stop_pid() {
+  local pid=$1 i
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # Forget it, so that cleanup never signals a recycled pid.
+  local keep=() p
+  for p in "${STARTED[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+  STARTED=("${keep[@]}")
+}
+
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do
+    stop_pid "$pid"
+  done
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_http URL [tries]: until the URL answers 2xx (tries × 0.1 s at most).
+wait_http() {
+  local url=$1 tries=${2:-100} i code
+  for ((i = 0; i < tries; i++)); do
+    code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" || true)
+    [[ "$code" == 2* ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- build
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "building release (gateway and bench crate)"
+  (cd "$ROOT" && cargo build --release -p streamgate -p streamgate-bench)
+fi
+for b in "$UPSTREAM" "$LG"; do
+  [[ -x "$b" ]] || { echo "missing $b (build bench/ first)" >&2; exit 1; }
+done
+
+# Both ends of every stream need descriptors: raise the soft limit for everything started here.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+HAVE_GATEWAY=0
+if has_system gateway && [[ -x "$GATEWAY_BIN" ]]; then HAVE_GATEWAY=1; fi
+HAVE_NGINX=0
+if has_system nginx && command -v nginx >/dev/null 2>&1; then HAVE_NGINX=1; fi
+[[ $HAVE_GATEWAY == 1 ]] || echo "note: gateway not measured ($GATEWAY_BIN missing or not in SYSTEMS)" >&2
+[[ $HAVE_NGINX == 1 ]] || echo "note: nginx not measured (not on PATH or not in SYSTEMS)" >&2
+
+# ---------------------------------------------------------------- processes
+UP_PID=
+start_upstream() {
+  local cmd=("$UPSTREAM" --listen "127.0.0.1:$UP_PORT" --threads "$UPSTREAM_THREADS" "$@")
+  echo "${cmd[*]}" >>"$CMDS"
+  "${cmd[@]}" >>"$OUT/upstream.log" 2>&1 &
+  UP_PID=$!
+  STARTED+=("$UP_PID")
+  wait_http "http://127.0.0.1:$UP_PORT/v1/models" || { echo "bench-upstream did not start" >&2; exit 1; }
+}
+stop_upstream() { stop_pid "$UP_PID"; UP_PID=; }
+
+GW_PID=
+GW_ENV=(UPSTREAM_BASE_URL="http://127.0.0.1:$UP_PORT/v1" HOST=127.0.0.1 PORT="$GW_PORT"
+  RATE_LIMIT_RPM=100000000 RATE_LIMIT_BURST=100000000 MAX_STREAMS_PER_CLIENT=100000
+  MAX_STREAMS=100000 RUST_LOG=warn HEARTBEAT_SECS=15 SHUTDOWN_GRACE_SECS=2)
+start_gateway() {
+  grep -qF "$GATEWAY_BIN" "$CMDS" || echo "env ${GW_ENV[*]} $GATEWAY_BIN" >>"$CMDS"
+  # Started from $OUT so that no .env of the work tree is read.
+  (cd "$OUT" && exec env "${GW_ENV[@]}" "$GATEWAY_BIN") >>"$OUT/gateway.log" 2>&1 &
+  GW_PID=$!
+  STARTED+=("$GW_PID")
+  if ! wait_http "http://127.0.0.1:$GW_PORT/healthz" 100; then
+    echo "gateway did not become healthy; last log lines:" >&2
+    tail -n 20 "$OUT/gateway.log" >&2 || true
+    stop_pid "$GW_PID"
+    GW_PID=
+    return 1
+  fi
+}
+stop_gateway() { stop_pid "$GW_PID"; GW_PID=; }
+
+NGX_PID=
+NGX_DIR=$OUT/nginx
+write_nginx_conf() {
+  mkdir -p "$NGX_DIR/tmp"
+  chmod 777 "$NGX_DIR/tmp"
+  local nofile
+  nofile=$(ulimit -Hn)
+  cat >"$NGX_DIR/nginx.conf" <<EOF
+# Written by bench/run.sh: nginx as a plain streaming reverse proxy for comparison.
+worker_processes 2;
+worker_rlimit_nofile $nofile;
+pid $NGX_DIR/nginx.pid;
+error_log $NGX_DIR/error.log warn;
+events {
+    worker_connections $nofile;
+}
+http {
+    access_log off;
+    client_body_temp_path $NGX_DIR/tmp/body;
+    proxy_temp_path $NGX_DIR/tmp/proxy;
+    fastcgi_temp_path $NGX_DIR/tmp/fastcgi;
+    uwsgi_temp_path $NGX_DIR/tmp/uwsgi;
+    scgi_temp_path $NGX_DIR/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    tcp_nodelay on;
+    upstream llm {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 512;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=4096;
+        location / {
+            proxy_pass http://llm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+}
+start_nginx() {
+  write_nginx_conf
+  local cmd=(nginx -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -g "daemon off; master_process on;")
+  grep -qF "$NGX_DIR/nginx.conf" "$CMDS" || echo "${cmd[*]}" >>"$CMDS"
+  "${cmd[@]}" >>"$NGX_DIR/stdout.log" 2>&1 &
+  NGX_PID=$!
+  STARTED+=("$NGX_PID")
+  if ! wait_http "http://127.0.0.1:$NGX_PORT/v1/models" 100; then
+    echo "nginx did not start:" >&2
+    tail -n 20 "$NGX_DIR/error.log" >&2 || true
+    stop_pid "$NGX_PID"
+    NGX_PID=
+    return 1
+  fi
+}
+# nginx master + its workers, comma separated.
+nginx_pids() {
+  local w
+  w=$(pgrep -P "$NGX_PID" | paste -sd, -)
+  echo "$NGX_PID${w:+,$w}"
+}
+stop_nginx() { stop_pid "$NGX_PID"; NGX_PID=; }
+
+# ---------------------------------------------------------------- loadgen wrappers
+# lg MODE SCENARIO TITLE LABEL URL [loadgen args...]
+lg() {
+  local mode=$1 sc=$2 title=$3 label=$4 url=$5
+  shift 5
+  local f="$OUT/$sc-$label.json"
+  log "$sc: $label"
+  if "$LG" "$mode" --url "$url" --scenario "$sc" --title "$title" --label "$label" \
+    --threads "$LOADGEN_THREADS" --json-out "$f" "$@" >&2; then
+    FILES+=("$f")
+  else
+    echo "loadgen failed for $sc/$label" >&2
+  fi
+}
+
+# closed SCENARIO TITLE CONCURRENCY UPSTREAM_ARGS...: direct, gateway (/v1 and /api/chat), nginx.
+closed() {
+  local sc=$1 title=$2 c=$3
+  shift 3
+  start_upstream "$@"
+  local common=(-c "$c" -d "$DURATION" --warmup-secs "$WARMUP")
+  if has_system direct; then
+    lg run "$sc" "$title" direct "http://127.0.0.1:$UP_PORT" "${common[@]}" --pid "upstream=$UP_PID"
+  fi
+  if [[ $HAVE_GATEWAY == 1 ]]; then
+    if start_gateway; then
+      lg run "$sc" "$title" gateway "http://127.0.0.1:$GW_PORT" "${common[@]}" \
+        --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
+      stop_gateway
+    fi
+    # (d) the browser API on a fresh gateway, so its RSS growth is the resume buffers'.
+    if start_gateway; then
+      lg run "$sc" "$title" gateway-browser "http://127.0.0.1:$GW_PORT" "${common[@]}" \
+        --dialect browser --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
+      stop_gateway
+    fi
+  fi
+  if [[ $HAVE_NGINX == 1 ]] && start_nginx; then
+    lg run "$sc" "$title" nginx "http://127.0.0.1:$NGX_PORT" "${common[@]}" \
+      --pid "sut=$(nginx_pids)" --pid "upstream=$UP_PID"
+    stop_nginx
+  fi
+  stop_upstream
+}
+
+# held SCENARIO TITLE STREAMS SYSTEMS...: each system on a fresh upstream and a fresh SUT.
+held() {
+  local sc=$1 title=$2 n=$3
+  shift 3
+  local common=(hold -n "$n" --hold-secs "$HOLD_SECS" --settle-secs 2 --connect-parallel 128
+    --open-timeout-secs 30 --ramp-timeout-secs 90)
+  local idle=(--chunks 32 --ttft-ms 0 --delay-ms 600000)
+  local sys
+  for sys in "$@"; do
+    case $sys in
+      direct)
+        has_system direct || continue
+        start_upstream "${idle[@]}"
+        lg "${common[0]}" "$sc" "$title" direct "http://127.0.0.1:$UP_PORT" "${common[@]:1}" \
+          --pid "upstream=$UP_PID"
+        stop_upstream
+        ;;
+      gateway | gateway-browser)
+        [[ $HAVE_GATEWAY == 1 ]] || continue
+        start_upstream "${idle[@]}"
+        local dialect=openai
+        [[ $sys == gateway-browser ]] && dialect=browser
+        if start_gateway; then
+          lg "${common[0]}" "$sc" "$title" "$sys" "http://127.0.0.1:$GW_PORT" "${common[@]:1}" \
+            --dialect "$dialect" --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
+          stop_gateway
+        fi
+        stop_upstream
+        ;;
+      nginx)
+        [[ $HAVE_NGINX == 1 ]] || continue
+        start_upstream "${idle[@]}"
+        if start_nginx; then
+          lg "${common[0]}" "$sc" "$title" nginx "http://127.0.0.1:$NGX_PORT" "${common[@]:1}" \
+            --pid "sut=$(nginx_pids)" --pid "upstream=$UP_PID"
+          stop_nginx
+        fi
+        stop_upstream
+        ;;
+    esac
+  done
+}
+
+# ---------------------------------------------------------------- scenarios
+if has_scenario a; then
+  closed a-c64 "(a) 32 chunks 20 ms apart, C=64 (+ (d) /api/chat)" 64 --chunks 32 --delay-ms 20
+  closed a-c256 "(a) 32 chunks 20 ms apart, C=256 (+ (d) /api/chat)" 256 --chunks 32 --delay-ms 20
+fi
+if has_scenario b; then
+  closed b-c64 "(b) 32 chunks, no delay, C=64 (+ (d) /api/chat)" 64 --chunks 32 --delay-ms 0 --ttft-ms 0
+fi
+if has_scenario c; then
+  held c-hold5000 "(c) $HOLD_STREAMS idle streams held open (+ (d) /api/chat)" "$HOLD_STREAMS" \
+    direct gateway gateway-browser nginx
+  held c-hold9000 "(c') $MAX_TEST_STREAMS concurrent idle streams" "$MAX_TEST_STREAMS" gateway nginx
+fi
+
+# ---------------------------------------------------------------- report
+log "report"
+{
+  echo "## streamgate benchmark"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r); gateway: $GATEWAY_BIN;" \
+    "nginx: $( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //'); results in $OUT"
+  echo
+  if ((${#FILES[@]})); then
+    "$LG" report "${FILES[@]}"
+  else
+    echo "(no results)"
+  fi
+  echo
+  echo "### processes started"
+  echo
+  echo '```'
+  cat "$CMDS"
+  echo '```'
+} | tee "$OUT/report.md"
+echo "total $(($(date +%s) - T_START)) s; report: $OUT/report.md" >&2
