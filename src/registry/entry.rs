@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::upstream::UpstreamError;
 
+/// The most a reader takes from the log in one go.
+const MAX_BATCH: usize = 64 * 1024;
+
 pub struct Entry {
     pub id: String,
     /// Unix seconds when the generation started.
@@ -96,6 +99,15 @@ impl Entry {
         self.log().finished_at.is_some()
     }
 
+    /// Resolves once the generation has ended (without counting as a reader).
+    pub async fn wait_finished(&self) {
+        let mut changes = self.changed.subscribe();
+        while !self.is_finished() {
+            // The sender lives in `self`, so this cannot fail while we hold `&self`.
+            let _ = changes.changed().await;
+        }
+    }
+
     pub fn set_opening_error(&self, error: UpstreamError) {
         self.log().opening_error = Some(error);
     }
@@ -162,8 +174,12 @@ impl Subscription {
                 let log = self.entry.log();
                 if self.next < log.ends.len() {
                     let start = self.next.checked_sub(1).map_or(0, |i| log.ends[i]);
-                    let end = log.buf.len();
-                    self.next = log.ends.len();
+                    // Whole events up to MAX_BATCH (at least one), so a reader catching up
+                    // never copies more than that at a time.
+                    let fits =
+                        log.ends[self.next..].partition_point(|&end| end - start <= MAX_BATCH);
+                    self.next += fits.max(1);
+                    let end = log.ends[self.next - 1];
                     return Some(Bytes::copy_from_slice(&log.buf[start..end]));
                 }
                 if log.finished_at.is_some() {

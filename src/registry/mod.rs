@@ -98,3 +98,21 @@ impl Registry {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_never_repeat_across_100_000_creations() {
+        let registry = Registry::new(Duration::from_secs(1), Duration::from_secs(1));
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100_000 {
+            let entry = registry.create().unwrap();
+            assert_eq!(entry.id.len(), 32);
+            assert!(entry.id.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(seen.insert(entry.id.clone()), "repeated id {}", entry.id);
+        }
+        assert_eq!(registry.len(), 100_000);
+    }
+}

@@ -8,5 +8,6 @@ mod browser_dialect;
 mod cancellation;
 mod mock_model;
 mod openai_dialect;
+mod resume;
 mod support;
 mod upstream_failures;
