@@ -247,3 +247,24 @@ mod tests {
         assert!(!format!("{s:?}").contains("sk-secret"));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::Settings;
+
+    /// `.env.example` is where users learn the settings: it must name every one, with a
+    /// value that parses.
+    #[test]
+    fn env_example_shows_every_setting_with_a_valid_default() {
+        let text = include_str!("../.env.example");
+        let pairs: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        for name in Settings::variable_names() {
+            assert!(pairs.iter().any(|(k, _)| k == name), "{name} missing from .env.example");
+        }
+        Settings::from_pairs(&pairs).expect("the example's values are valid");
+    }
+}
