@@ -263,7 +263,10 @@ mod example_file {
             .filter_map(|l| l.split_once('='))
             .collect();
         for name in Settings::variable_names() {
-            assert!(pairs.iter().any(|(k, _)| k == name), "{name} missing from .env.example");
+            assert!(
+                pairs.iter().any(|(k, _)| k == name),
+                "{name} missing from .env.example"
+            );
         }
         Settings::from_pairs(&pairs).expect("the example's values are valid");
     }

@@ -13,8 +13,11 @@ pub fn init(settings: &Settings) {
         );
         EnvFilter::new("info")
     });
+    // Colours only for a person at a terminal, never into files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match settings.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -113,7 +113,12 @@ fn seed(prompt: &str) -> u64 {
 /// leading space, as real tokenizers' do, so concatenating them gives the text.
 pub fn answer(prompt: &str, count: usize) -> Vec<String> {
     let mut rng = Rng(seed(prompt));
-    let echo: Vec<&str> = prompt.split_whitespace().take(6).collect();
+    let echo: Vec<&str> = prompt
+        .split_whitespace()
+        .take(6)
+        .map(|w| w.trim_end_matches(['?', '.', '!', ',', ':', ';']))
+        .filter(|w| !w.is_empty())
+        .collect();
     let mut words: Vec<String> = Vec::with_capacity(count);
     words.push("You".into());
     words.push(" asked".into());
