@@ -6,6 +6,7 @@ pub mod error;
 pub mod id;
 pub mod lifecycle;
 pub mod limits;
+pub mod memory;
 pub mod mock;
 pub mod registry;
 pub mod relay;

@@ -27,8 +27,9 @@ pub struct Entry {
 struct Log {
     /// Every event's SSE bytes, back to back.
     buf: Vec<u8>,
-    /// `ends[i]` is where event `i + 1` ends in `buf`.
-    ends: Vec<usize>,
+    /// `ends[i]` is where event `i + 1` ends in `buf`; `u32` because a log is capped at
+    /// 16 MiB, and this halves what a stream holds per event besides its bytes.
+    ends: Vec<u32>,
     finished_at: Option<Instant>,
     readers: u32,
     /// Since when nobody has been reading (`None` while somebody is).
@@ -66,7 +67,7 @@ impl Entry {
             let id = log.ends.len() as u64 + 1;
             let wrote = write(&mut log.buf, id);
             if wrote {
-                let end = log.buf.len();
+                let end = u32::try_from(log.buf.len()).unwrap_or(u32::MAX);
                 log.ends.push(end);
             }
             wrote
@@ -173,13 +174,13 @@ impl Subscription {
             {
                 let log = self.entry.log();
                 if self.next < log.ends.len() {
-                    let start = self.next.checked_sub(1).map_or(0, |i| log.ends[i]);
+                    let start = self.next.checked_sub(1).map_or(0, |i| log.ends[i] as usize);
                     // Whole events up to MAX_BATCH (at least one), so a reader catching up
                     // never copies more than that at a time.
-                    let fits =
-                        log.ends[self.next..].partition_point(|&end| end - start <= MAX_BATCH);
+                    let fits = log.ends[self.next..]
+                        .partition_point(|&end| end as usize - start <= MAX_BATCH);
                     self.next += fits.max(1);
-                    let end = log.ends[self.next - 1];
+                    let end = log.ends[self.next - 1] as usize;
                     return Some(Bytes::copy_from_slice(&log.buf[start..end]));
                 }
                 if log.finished_at.is_some() {

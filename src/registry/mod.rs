@@ -16,6 +16,9 @@ pub use generation::run as run_generation;
 
 use crate::error::ApiError;
 
+/// Freed stream memory worth returning to the operating system in one sweep.
+const RELEASE_AFTER_BYTES: usize = 1024 * 1024;
+
 pub struct Registry {
     streams: Mutex<HashMap<String, Arc<Entry>>>,
     ttl: Duration,
@@ -69,14 +72,25 @@ impl Registry {
     pub fn sweep(&self) {
         let now = Instant::now();
         let mut abandoned = Vec::new();
+        let mut expired = Vec::new();
         self.streams().retain(|_, entry| {
             if entry.abandoned(now, self.grace) {
                 abandoned.push(Arc::clone(entry));
             }
-            !entry.expired(now, self.ttl)
+            let keep = !entry.expired(now, self.ttl);
+            if !keep {
+                expired.push(Arc::clone(entry));
+            }
+            keep
         });
         for entry in abandoned {
             entry.cancel("no_reader");
+        }
+        // Dropped outside the registry lock; then, if that freed a lot, hand it back.
+        let freed: usize = expired.iter().map(|e| e.bytes_held()).sum();
+        drop(expired);
+        if freed >= RELEASE_AFTER_BYTES {
+            crate::memory::release_free_memory();
         }
     }
 

@@ -257,3 +257,21 @@ async fn many_concurrent_creates_and_reads_all_complete_intact() {
         assert_eq!(data(got.last().unwrap())["finish_reason"], "stop");
     }
 }
+
+#[actix_web::test]
+async fn an_expired_stream_frees_everything_it_held() {
+    let app = spawn_app(&[("STREAM_TTL_SECS", "1")]).await;
+    let url = create(&app, json!({"prompt": "free me", "mock": {"tokens": 50}})).await;
+    frames(read_after(&app, &url, None).await).await;
+    frames(read_after(&app, &url, Some(10)).await).await;
+    let id = url.rsplit('/').next().unwrap();
+    let weak = std::sync::Arc::downgrade(&app.shared.registry.get(id).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while weak.upgrade().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "something still holds the expired stream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
