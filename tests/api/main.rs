@@ -6,6 +6,7 @@
 
 mod browser_dialect;
 mod cancellation;
+mod metrics;
 mod mock_model;
 mod openai_dialect;
 mod resume;
