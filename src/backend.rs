@@ -2,11 +2,14 @@
 //! that applies the first-token and idle timeouts the same way to both.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use tokio::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::mock::MockModel;
 use crate::request::ChatRequest;
 use crate::settings::Settings;
@@ -15,11 +18,22 @@ use crate::upstream::{Chunk, ClientBuildError, UpstreamClient, UpstreamError, ch
 /// A generation's chunks after the first event arrived; it ends with `Err` on failure.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> + Send>>;
 
+/// A generation whose first event has arrived.
+pub struct Opened {
+    /// Its chunks, the first one included.
+    pub chunks: ChunkStream,
+    /// The upstream's own time to its first event (connecting and retries included), from
+    /// the moment the gateway started the upstream request.
+    pub upstream_ttft: Duration,
+}
+
 #[derive(Clone)]
 pub struct Backend {
     source: Source,
     first_token_timeout: Duration,
     idle_timeout: Duration,
+    /// Every upstream failure is counted here, whoever ends up handling it.
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Clone)]
@@ -29,10 +43,10 @@ enum Source {
 }
 
 impl Backend {
-    pub fn new(settings: &Settings) -> Result<Self, ClientBuildError> {
+    pub fn new(settings: &Settings, metrics: &Arc<Metrics>) -> Result<Self, ClientBuildError> {
         let source = match &settings.upstream_base_url.0 {
             None => Source::Mock(MockModel::new(settings)),
-            Some(base) => Source::Upstream(UpstreamClient::new(settings, base)?),
+            Some(base) => Source::Upstream(UpstreamClient::new(settings, base, metrics)?),
         };
         Ok(Self {
             source,
@@ -40,7 +54,16 @@ impl Backend {
                 settings.upstream_first_token_timeout_secs.get(),
             ),
             idle_timeout: Duration::from_secs(settings.upstream_idle_timeout_secs.get()),
+            metrics: Arc::clone(metrics),
         })
+    }
+
+    /// Counts a failure on its way to the caller.
+    fn counted<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
+        if let Err(error) = &result {
+            self.metrics.upstream_error(error);
+        }
+        result
     }
 
     /// Starts a streaming generation and resolves once its first event has arrived, so a
@@ -50,7 +73,8 @@ impl Backend {
         &self,
         request: &ChatRequest,
         request_id: &str,
-    ) -> Result<ChunkStream, UpstreamError> {
+    ) -> Result<Opened, UpstreamError> {
+        let started = Instant::now();
         let opening = async {
             let mut stream: ChunkStream = match &self.source {
                 Source::Mock(mock) => Box::pin(mock.stream(request)),
@@ -67,13 +91,17 @@ impl Backend {
                 None => Err(UpstreamError::Truncated),
             }
         };
-        let (first, rest) = tokio::time::timeout(self.first_token_timeout, opening)
+        let opened = tokio::time::timeout(self.first_token_timeout, opening)
             .await
-            .map_err(|_| UpstreamError::FirstTokenTimeout(self.first_token_timeout.as_secs()))??;
-        let rest = with_idle_timeout(rest, self.idle_timeout);
-        Ok(Box::pin(
-            futures::stream::once(async { Ok(first) }).chain(rest),
-        ))
+            .map_err(|_| UpstreamError::FirstTokenTimeout(self.first_token_timeout.as_secs()))
+            .and_then(|opened| opened);
+        let (first, rest) = self.counted(opened)?;
+        let upstream_ttft = started.elapsed();
+        let rest = guarded(rest, self.idle_timeout, Arc::clone(&self.metrics));
+        Ok(Opened {
+            chunks: Box::pin(futures::stream::once(async { Ok(first) }).chain(rest)),
+            upstream_ttft,
+        })
     }
 
     /// A non-streaming completion: the upstream's JSON body as it is.
@@ -90,16 +118,18 @@ impl Backend {
                 }
             }
         };
-        tokio::time::timeout(self.first_token_timeout, answer)
+        let answer = tokio::time::timeout(self.first_token_timeout, answer)
             .await
-            .map_err(|_| UpstreamError::FirstTokenTimeout(self.first_token_timeout.as_secs()))?
+            .map_err(|_| UpstreamError::FirstTokenTimeout(self.first_token_timeout.as_secs()))
+            .and_then(|answer| answer);
+        self.counted(answer)
     }
 
     /// The upstream's model list, or `None` in mock mode.
     pub async fn models(&self) -> Option<Result<Bytes, UpstreamError>> {
         match &self.source {
             Source::Mock(_) => None,
-            Source::Upstream(client) => Some(client.models().await),
+            Source::Upstream(client) => Some(self.counted(client.models().await)),
         }
     }
 
@@ -112,18 +142,25 @@ impl Backend {
     }
 }
 
-/// Ends the stream with [`UpstreamError::IdleTimeout`] when no event comes for `idle`.
-/// There is deliberately no total timeout: a healthy long answer is never cut.
-fn with_idle_timeout(
+/// Ends the stream with [`UpstreamError::IdleTimeout`] when no event comes for `idle`, and
+/// counts every failure it carries. There is deliberately no total timeout: a healthy long
+/// answer is never cut.
+fn guarded(
     stream: ChunkStream,
     idle: Duration,
+    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Result<Chunk, UpstreamError>> + Send {
-    futures::stream::unfold(Some(stream), move |stream| async move {
-        let mut stream = stream?;
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(item)) => Some((item, Some(stream))),
-            Ok(None) => None,
-            Err(_) => Some((Err(UpstreamError::IdleTimeout(idle.as_secs())), None)),
+    // The metrics handle travels in the state, so no reference count is touched per event.
+    futures::stream::unfold(Some((stream, metrics)), move |state| async move {
+        let (mut stream, metrics) = state?;
+        let (item, go_on) = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(item)) => (item, true),
+            Ok(None) => return None,
+            Err(_) => (Err(UpstreamError::IdleTimeout(idle.as_secs())), false),
+        };
+        if let Err(error) = &item {
+            metrics.upstream_error(error);
         }
+        Some((item, go_on.then_some((stream, metrics))))
     })
 }

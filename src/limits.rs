@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::ApiError;
+use crate::metrics::{Limit, Metrics};
 
 /// Who a request is, for limits: the gateway key it presented, else its IP.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +22,7 @@ pub struct StreamLimits {
     max_total: u32,
     per_client: Mutex<HashMap<ClientId, u32>>,
     max_per_client: u32,
+    metrics: Arc<Metrics>,
 }
 
 pub struct Permit {
@@ -29,12 +31,13 @@ pub struct Permit {
 }
 
 impl StreamLimits {
-    pub fn new(max_total: u32, max_per_client: u32) -> Arc<Self> {
+    pub fn new(max_total: u32, max_per_client: u32, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             active: AtomicU32::new(0),
             max_total,
             per_client: Mutex::new(HashMap::new()),
             max_per_client,
+            metrics,
         })
     }
 
@@ -50,6 +53,7 @@ impl StreamLimits {
                 (n < self.max_total).then_some(n + 1)
             });
         if reserved.is_err() {
+            self.metrics.rate_limited(Limit::MaxStreams);
             return Err(ApiError::Unavailable(format!(
                 "the gateway is at its limit of {} concurrent streams (MAX_STREAMS); try again shortly",
                 self.max_total
@@ -63,6 +67,7 @@ impl StreamLimits {
         if *count >= self.max_per_client {
             drop(per_client);
             self.active.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.rate_limited(Limit::Concurrency);
             return Err(ApiError::RateLimited {
                 message: format!(
                     "too many concurrent streams for this client (limit {}, MAX_STREAMS_PER_CLIENT); wait for one to end",
@@ -105,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_slot_comes_back_when_its_permit_drops() {
-        let limits = StreamLimits::new(2, 1);
+        let limits = StreamLimits::new(2, 1, Metrics::new(&[]));
         let a = ClientId::Key(0);
         let b = ClientId::Key(1);
         let first = limits.acquire(&a).unwrap();

@@ -37,7 +37,9 @@ async fn main() -> ExitCode {
         || "the built-in mock model".to_owned(),
         |u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
     );
+    // `port` is also a field of its own, so tools reading JSON logs find it (with PORT=0).
     tracing::info!(
+        port = app.port(),
         "streamgate listening on http://{}:{} (chat page at /), answering from {upstream}",
         settings.host,
         app.port()

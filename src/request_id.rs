@@ -1,15 +1,19 @@
 //! `X-Request-Id`: echoed when the client sent a sane one, generated otherwise, on every
-//! response; handlers and logs find it in the request's extensions.
+//! response. The same middleware opens the request's summary line ([`RequestLog`], found by
+//! handlers in the request's extensions) and counts `streamgate_requests_total`.
+
+use std::sync::{Arc, LazyLock};
 
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use tokio::time::Instant;
+use actix_web::web;
 
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+use crate::metrics::Metrics;
+use crate::request_log::{LoggedBody, RequestLog};
+use crate::state::AppState;
 
 const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -21,31 +25,59 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
+/// A stream id is logged only when it has the shape of ours: the path is the client's input.
+fn looks_like_stream_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A new request id: 64 random bits as hex.
+pub fn generate() -> String {
+    crate::id::random_hex(8).unwrap_or_else(|_| "unknown".to_owned())
+}
+
 pub async fn assign(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
+    // Only an app built without its state (none is) lacks metrics; count into the void then.
+    static DETACHED: LazyLock<Arc<Metrics>> = LazyLock::new(|| Metrics::new(&[]));
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map_or_else(|| Arc::clone(&DETACHED), |s| Arc::clone(&s.metrics));
     let id = req
         .headers()
         .get(&HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|id| acceptable(id))
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::id::random_hex(8).unwrap_or_else(|_| "unknown".to_owned()));
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).await?;
+        .map_or_else(generate, str::to_owned);
+    // The matched pattern, never the raw path, so the label set stays bounded.
+    let route = metrics.route(req.match_pattern().as_deref());
+    let log = RequestLog::new(
+        id.clone(),
+        req.method().clone(),
+        route,
+        Arc::clone(&metrics),
+    );
+    req.extensions_mut().insert(log.clone());
+    let mut res = match next.call(req).await {
+        Ok(res) => res,
+        Err(error) => {
+            let status = error.as_response_error().status_code().as_u16();
+            metrics.request(route, status);
+            log.set_status(status);
+            return Err(error);
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(HEADER, value);
     }
-    tracing::info!(
-        target: "streamgate::request",
-        request_id = %id,
-        method = %res.request().method(),
-        route = res.request().match_pattern().as_deref().unwrap_or("-"),
-        status = res.status().as_u16(),
-        headers_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    Ok(res)
+    let status = res.status().as_u16();
+    metrics.request(route, status);
+    log.set_status(status);
+    if let Some(stream_id) = res.request().match_info().get("id")
+        && looks_like_stream_id(stream_id)
+    {
+        log.set_stream_id(stream_id);
+    }
+    Ok(res.map_body(|_, body| LoggedBody::new(body, log)))
 }

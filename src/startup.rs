@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::backend::Backend;
 use crate::lifecycle::Lifecycle;
 use crate::limits::StreamLimits;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
@@ -46,15 +47,21 @@ impl Application {
             source,
         })?;
         let port = listener.local_addr()?.port();
+        let metrics = Metrics::new(&crate::routes::PATTERNS);
         // Built once here so a bad upstream setting fails start-up, then per worker below.
-        let backend = Backend::new(&settings)?;
+        let backend = Backend::new(&settings, &metrics)?;
         let shared = Shared {
             registry: Registry::new(
                 Duration::from_secs(settings.stream_ttl_secs.get()),
                 Duration::from_secs(settings.resume_grace_secs.get()),
             ),
-            limits: StreamLimits::new(settings.max_streams, settings.max_streams_per_client),
+            limits: StreamLimits::new(
+                settings.max_streams,
+                settings.max_streams_per_client,
+                Arc::clone(&metrics),
+            ),
             lifecycle: Arc::new(Lifecycle::default()),
+            metrics,
             settings: Arc::new(settings),
         };
         shared.registry.spawn_sweeper();
@@ -62,7 +69,8 @@ impl Application {
         let server = HttpServer::new(move || {
             let shared = factory_shared.clone();
             // Each worker gets its own upstream connection pool.
-            let backend = Backend::new(&shared.settings).unwrap_or_else(|_| backend.clone());
+            let backend =
+                Backend::new(&shared.settings, &shared.metrics).unwrap_or_else(|_| backend.clone());
             App::new()
                 .app_data(web::Data::new(AppState { shared, backend }))
                 .wrap(from_fn(crate::auth::authenticate))

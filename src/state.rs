@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::lifecycle::Lifecycle;
 use crate::limits::StreamLimits;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::Settings;
 
@@ -17,6 +18,7 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub limits: Arc<StreamLimits>,
     pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct AppState {

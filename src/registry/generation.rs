@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Entry;
-use crate::backend::Backend;
+use crate::backend::{Backend, ChunkStream};
 use crate::relay::browser::{write_delta, write_error, write_stop};
 use crate::relay::{Finish, Outcome};
 use crate::request::ChatRequest;
@@ -37,40 +37,17 @@ pub async fn run(
         biased;
         _ = cancel.cancelled() => Err(End::Cancelled),
         _ = shutdown.cancelled() => Err(End::Shutdown),
-        opened = backend.open(&request, &outcome.request_id) => opened.map_err(|e| {
+        opened = backend.open(&request, outcome.request_id()) => opened.map_err(|e| {
             entry.set_opening_error(e.clone());
             End::Failed(e)
         }),
     };
     let end = match opened {
         Err(end) => end,
-        Ok(mut stream) => loop {
-            let item = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break End::Cancelled,
-                _ = shutdown.cancelled() => break End::Shutdown,
-                item = stream.next() => item,
-            };
-            match item {
-                Some(Ok(chunk)) => {
-                    if let Some(usage) = chunk.usage {
-                        outcome.usage = Some(usage);
-                    }
-                    if let Some(reason) = &chunk.finish_reason {
-                        outcome.finish(Finish::Upstream(reason.clone()));
-                    }
-                    if chunk.has_delta() {
-                        outcome.delta();
-                        entry.append(|buf, id| write_delta(buf, id, &chunk));
-                        if entry.bytes_held() > MAX_LOG_BYTES {
-                            break End::TooLong;
-                        }
-                    }
-                }
-                Some(Err(error)) => break End::Failed(error),
-                None => break End::Done,
-            }
-        },
+        Ok(opened) => {
+            outcome.opened(opened.upstream_ttft);
+            relay(&entry, opened.chunks, &cancel, &shutdown, &mut outcome).await
+        }
     };
     let finish = match end {
         End::Done => Finish::Upstream("stop".to_owned()),
@@ -125,4 +102,43 @@ pub async fn run(
         true
     });
     entry.finish();
+}
+
+/// Appends the generation's deltas to its log until it ends, one way or another.
+async fn relay(
+    entry: &Entry,
+    mut stream: ChunkStream,
+    cancel: &CancellationToken,
+    shutdown: &CancellationToken,
+    outcome: &mut Outcome,
+) -> End {
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return End::Cancelled,
+            _ = shutdown.cancelled() => return End::Shutdown,
+            item = stream.next() => item,
+        };
+        let chunk = match item {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(error)) => return End::Failed(error),
+            None => return End::Done,
+        };
+        if let Some(usage) = chunk.usage {
+            outcome.usage = Some(usage);
+        }
+        if let Some(reason) = &chunk.finish_reason {
+            outcome.finish(Finish::Upstream(reason.clone()));
+        }
+        if chunk.has_delta() {
+            outcome.delta();
+            entry.append(|buf, id| write_delta(buf, id, &chunk));
+        }
+        // A chunk without a delta (a role or usage chunk) is still an upstream event handled:
+        // the first one, whatever it is, marks the gateway's overhead.
+        outcome.relayed();
+        if chunk.has_delta() && entry.bytes_held() > MAX_LOG_BYTES {
+            return End::TooLong;
+        }
+    }
 }

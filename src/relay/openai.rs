@@ -12,10 +12,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{Finish, Outcome};
-use crate::backend::ChunkStream;
+use crate::backend::{ChunkStream, Opened};
 use crate::upstream::{Chunk, UpstreamError};
 
-pub type Opening = Pin<Box<dyn Future<Output = Result<ChunkStream, UpstreamError>>>>;
+pub type Opening = Pin<Box<dyn Future<Output = Result<Opened, UpstreamError>>>>;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -66,8 +66,9 @@ impl Relay {
                     biased;
                     _ = shutdown.cancelled() => Err(Shutdown),
                     opened = opening => Ok(match opened {
-                        Ok(stream) => {
-                            self.phase = Phase::Streaming(stream);
+                        Ok(opened) => {
+                            self.outcome.opened(opened.upstream_ttft);
+                            self.phase = Phase::Streaming(opened.chunks);
                             continue;
                         }
                         Err(e) => Some(Err(e)),
@@ -111,6 +112,7 @@ impl Relay {
 
     /// The frame for a chunk, or `None` for a usage-only chunk the client did not ask for.
     fn frame(&mut self, chunk: &Chunk) -> Option<Bytes> {
+        self.outcome.relayed();
         if chunk.has_delta() {
             self.outcome.delta();
         }

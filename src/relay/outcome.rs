@@ -1,10 +1,17 @@
-//! What happened to one generation: finish reason, tokens, timings. Recorded once, when the
-//! relay is dropped, whichever way it ended (including a client that went away).
+//! What happened to one generation: finish reason, tokens, timings. Timings go to the
+//! metrics as they happen; the rest is recorded once, when the relay is dropped, whichever
+//! way it ended (including a client that went away), into the metrics and into the summary
+//! line of the request that started the generation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::limits::Permit;
+use crate::metrics::{Histogram, Metrics};
+use crate::request::ChatRequest;
+use crate::request_log::{Generation, RequestLog};
 use crate::upstream::{UpstreamError, Usage};
 
 /// How a generation ended.
@@ -40,46 +47,89 @@ impl Finish {
 }
 
 pub struct Outcome {
-    pub route: &'static str,
     pub model: String,
-    pub request_id: String,
     pub stream_id: Option<String>,
+    /// The request's arrival: every time below is measured from it.
     started: Instant,
-    first_event: Option<Duration>,
-    last_event: Option<Instant>,
+    upstream_ttft: Option<Duration>,
+    first_token: Option<Duration>,
+    overhead: Option<Duration>,
+    last_token: Option<Instant>,
     pub deltas: u64,
     pub usage: Option<Usage>,
     prompt_chars: usize,
     pub finish: Option<Finish>,
+    metrics: Arc<Metrics>,
+    /// This model's histogram, looked up once here rather than per event.
+    ttft_histogram: Arc<Histogram>,
     /// The generation's concurrency slot, given back when the accounting ends.
-    pub slot: Option<crate::limits::Permit>,
+    _slot: Permit,
+    /// Declared last so it is dropped last: the summary line is written after everything
+    /// above was recorded into it.
+    log: RequestLog,
 }
 
 impl Outcome {
-    pub fn new(route: &'static str, model: &str, request_id: &str, prompt_chars: usize) -> Self {
+    pub fn new(
+        log: RequestLog,
+        metrics: &Arc<Metrics>,
+        request: &ChatRequest,
+        slot: Permit,
+    ) -> Self {
         Self {
-            route,
-            model: model.to_owned(),
-            request_id: request_id.to_owned(),
+            model: request.model.clone(),
             stream_id: None,
-            started: Instant::now(),
-            first_event: None,
-            last_event: None,
+            started: log.started(),
+            upstream_ttft: None,
+            first_token: None,
+            overhead: None,
+            last_token: None,
             deltas: 0,
             usage: None,
-            prompt_chars,
+            prompt_chars: request.prompt_chars,
             finish: None,
-            slot: None,
+            metrics: Arc::clone(metrics),
+            ttft_histogram: metrics.ttft_for(&request.model),
+            _slot: slot,
+            log,
         }
     }
 
-    /// Notes a delta the client will see.
+    /// The id the upstream request carries in `X-Request-Id`.
+    pub fn request_id(&self) -> &str {
+        self.log.request_id()
+    }
+
+    /// The upstream's first event arrived after `upstream_ttft`.
+    pub fn opened(&mut self, upstream_ttft: Duration) {
+        self.upstream_ttft = Some(upstream_ttft);
+    }
+
+    /// Notes that the gateway has handed an upstream event on to the client. For the first,
+    /// the time since the request arrived less the upstream's own time to that event is the
+    /// gateway's overhead.
+    pub fn relayed(&mut self) {
+        if self.overhead.is_none()
+            && let Some(upstream) = self.upstream_ttft
+        {
+            let overhead = self.started.elapsed().saturating_sub(upstream);
+            self.overhead = Some(overhead);
+            self.metrics.overhead(overhead);
+        }
+    }
+
+    /// Notes a token (a content, reasoning or tool-call delta) the client will see.
     pub fn delta(&mut self) {
         let now = Instant::now();
-        if self.first_event.is_none() {
-            self.first_event = Some(now - self.started);
+        match self.last_token {
+            None => {
+                let ttft = now - self.started;
+                self.first_token = Some(ttft);
+                self.ttft_histogram.observe(ttft);
+            }
+            Some(last) => self.metrics.inter_token(now - last),
         }
-        self.last_event = Some(now);
+        self.last_token = Some(now);
         self.deltas += 1;
     }
 
@@ -111,22 +161,36 @@ impl Drop for Outcome {
             .finish
             .take()
             .unwrap_or(Finish::Cancelled("client_gone"));
+        match &finish {
+            Finish::Cancelled(reason) | Finish::Error(reason @ "shutting_down") => {
+                self.metrics.cancelled(reason);
+            }
+            _ => {}
+        }
         let (usage, estimated) = self.usage_or_estimate();
-        let ttft_ms = self.first_event.map(|d| d.as_secs_f64() * 1000.0);
-        tracing::info!(
-            target: "streamgate::stream",
-            request_id = %self.request_id,
-            stream_id = self.stream_id.as_deref().unwrap_or("-"),
-            route = self.route,
-            model = %self.model,
-            finish_reason = finish.reason(),
-            detail = match &finish { Finish::Error(code) | Finish::Cancelled(code) => *code, _ => "-" },
-            ttft_ms,
-            prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens,
-            usage_estimated = estimated,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            "stream ended"
-        );
+        // A request the upstream refused, or one abandoned before its first event, used no
+        // tokens worth counting: the estimate would only be a guess at the prompt.
+        if self.usage.is_some() || self.upstream_ttft.is_some() {
+            self.metrics
+                .tokens(usage.prompt_tokens, usage.completion_tokens);
+        }
+        if let Some(stream_id) = &self.stream_id {
+            self.log.set_stream_id(stream_id);
+        }
+        self.log.set_generation(Generation {
+            model: std::mem::take(&mut self.model),
+            finish_reason: finish.reason().to_owned(),
+            detail: match finish {
+                Finish::Error(code) | Finish::Cancelled(code) => Some(code),
+                Finish::Timeout => Some("upstream_timeout"),
+                Finish::Upstream(_) => None,
+            },
+            ttft: self.first_token,
+            upstream_ttft: self.upstream_ttft,
+            overhead: self.overhead,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            usage_estimated: estimated,
+        });
     }
 }

@@ -14,7 +14,7 @@ pub async fn create_and_stream(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = start_generation(&req, payload, &state, "/api/chat").await?;
+    let entry = start_generation(&req, payload, &state).await?;
     let mut reader = entry.subscribe(0);
     // As on the OpenAI route: wait for the first event (at most a heartbeat period) so
     // that an upstream that refuses gives this request a real 502/504.

@@ -4,15 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{client_id, read_body, request_id};
+use super::{outcome_for, read_body};
 use crate::error::ApiError;
 use crate::relay::openai::{self, Opening};
 use crate::relay::{Finish, Outcome};
 use crate::request::{ChatRequest, Dialect};
 use crate::sse::{self, Heartbeat, PING};
 use crate::state::AppState;
-
-const ROUTE: &str = "/v1/chat/completions";
 
 pub async fn create(
     req: HttpRequest,
@@ -22,9 +20,8 @@ pub async fn create(
     state.lifecycle.admit()?;
     let body = read_body(&req, payload, state.settings.max_body_bytes).await?;
     let request = ChatRequest::parse(&body, Dialect::OpenAi, &state.settings)?;
-    let request_id = request_id(&req);
-    let mut outcome = Outcome::new(ROUTE, &request.model, &request_id, request.prompt_chars);
-    outcome.slot = Some(state.limits.acquire(&client_id(&req))?);
+    let mut outcome = outcome_for(&req, &state, &request)?;
+    let request_id = outcome.request_id().to_owned();
 
     if !request.stream {
         let answer = state.backend.complete(&request, &request_id).await;
@@ -50,7 +47,7 @@ pub async fn create(
     // keep proxies from cutting a model that thinks for minutes.
     let (opening, committed_early): (Opening, bool) =
         match tokio::time::timeout(state.heartbeat(), &mut opening).await {
-            Ok(Ok(stream)) => (Box::pin(async { Ok(stream) }), false),
+            Ok(Ok(opened)) => (Box::pin(async { Ok(opened) }), false),
             Ok(Err(error)) => {
                 outcome.finish(Finish::from_error(&error));
                 return Err(error.into());

@@ -4,9 +4,12 @@ mod body;
 mod chat;
 mod completions;
 mod health;
+mod metrics;
 mod models;
 mod page;
 mod streams;
+
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -14,41 +17,70 @@ pub use body::read_body;
 
 use crate::error::ApiError;
 use crate::limits::ClientId;
+use crate::relay::Outcome;
+use crate::request::ChatRequest;
+use crate::request_log::RequestLog;
+use crate::state::AppState;
+
+const COMPLETIONS: &str = "/v1/chat/completions";
+const MODELS: &str = "/v1/models";
+const CHAT: &str = "/api/chat";
+const MESSAGES: &str = "/api/chat/messages";
+const STREAM: &str = "/api/chat/streams/{id}";
+const PAGE: &str = "/";
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+
+/// Every route pattern served: the `route` label's values (one more, `unmatched`, for the
+/// rest), fixed so that no request can add one.
+pub const PATTERNS: [&str; 9] = [
+    COMPLETIONS,
+    MODELS,
+    CHAT,
+    MESSAGES,
+    STREAM,
+    PAGE,
+    HEALTHZ,
+    READYZ,
+    METRICS,
+];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/chat/completions")
+        web::resource(COMPLETIONS)
             .post(completions::create)
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource("/v1/models")
+        web::resource(MODELS)
             .get(models::list)
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource("/api/chat")
+        web::resource(CHAT)
             .post(chat::create_and_stream)
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource("/api/chat/messages")
+        web::resource(MESSAGES)
             .post(streams::create)
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource("/api/chat/streams/{id}")
+        web::resource(STREAM)
             .get(streams::read)
             .delete(streams::cancel)
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource("/")
+        web::resource(PAGE)
             .get(page::index)
             .default_service(web::to(method_not_allowed)),
     )
-    .service(web::resource("/healthz").get(health::live))
-    .service(web::resource("/readyz").get(health::ready))
+    .service(web::resource(HEALTHZ).get(health::live))
+    .service(web::resource(READYZ).get(health::ready))
+    .service(web::resource(METRICS).get(metrics::export))
     .default_service(web::to(not_found));
 }
 
@@ -68,11 +100,36 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
     )))
 }
 
-/// The request id the request-id middleware settled on.
-pub fn request_id(req: &HttpRequest) -> String {
+/// The request's summary line, as the request-id middleware opened it.
+pub fn request_log(req: &HttpRequest, state: &AppState) -> RequestLog {
     req.extensions()
-        .get::<crate::request_id::RequestId>()
-        .map_or_else(String::new, |id| id.0.clone())
+        .get::<RequestLog>()
+        .cloned()
+        .unwrap_or_else(|| {
+            // Only an app without the middleware gets here: log the request all the same.
+            RequestLog::new(
+                crate::request_id::generate(),
+                req.method().clone(),
+                state.metrics.route(req.match_pattern().as_deref()),
+                Arc::clone(&state.metrics),
+            )
+        })
+}
+
+/// A generation's accounting: admitted by the concurrency limits first, so that a refused
+/// request never looks like a generation that was started and cancelled.
+pub fn outcome_for(
+    req: &HttpRequest,
+    state: &AppState,
+    request: &ChatRequest,
+) -> Result<Outcome, ApiError> {
+    let slot = state.limits.acquire(&client_id(req))?;
+    Ok(Outcome::new(
+        request_log(req, state),
+        &state.metrics,
+        request,
+        slot,
+    ))
 }
 
 /// Who is asking, as the auth middleware established.

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::{client_id, no_content, read_body, request_id};
+use super::{no_content, outcome_for, read_body};
 use crate::error::ApiError;
 use crate::registry::{Entry, Subscription, run_generation};
-use crate::relay::Outcome;
+use crate::relay::Finish;
 use crate::relay::browser::RETRY;
 use crate::request::{ChatRequest, Dialect};
 use crate::sse::{self, Heartbeat};
@@ -24,19 +24,14 @@ pub async fn start_generation(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    route: &'static str,
 ) -> Result<Arc<Entry>, ApiError> {
     state.lifecycle.admit()?;
     let body = read_body(req, payload, state.settings.max_body_bytes).await?;
     let request = ChatRequest::parse(&body, Dialect::Browser, &state.settings)?;
-    let mut outcome = Outcome::new(
-        route,
-        &request.model,
-        &request_id(req),
-        request.prompt_chars,
-    );
-    outcome.slot = Some(state.limits.acquire(&client_id(req))?);
-    let entry = state.registry.create()?;
+    let mut outcome = outcome_for(req, state, &request)?;
+    let entry = state.registry.create().inspect_err(|_| {
+        outcome.finish(Finish::Error("unavailable"));
+    })?;
     actix_web::rt::spawn(run_generation(
         Arc::clone(&entry),
         state.backend.clone(),
@@ -66,7 +61,7 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = start_generation(&req, payload, &state, "/api/chat/messages").await?;
+    let entry = start_generation(&req, payload, &state).await?;
     let expires_at = entry.created_unix + state.registry.grace().as_secs();
     Ok(HttpResponse::Created().json(json!({
         "id": entry.id,

@@ -1,6 +1,7 @@
 //! The HTTP client for an OpenAI-compatible upstream: connection pool, retries before the
 //! first token, status and content-type checks before anything is committed to a client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -11,6 +12,7 @@ use reqwest::header::{self, HeaderValue};
 use super::UpstreamError;
 use super::sanitize::sanitize;
 use super::sse::data_events;
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::settings::Settings;
 
@@ -34,10 +36,16 @@ pub struct UpstreamClient {
     models_url: reqwest::Url,
     key: Secret,
     retries: u32,
+    /// Counts the attempts that are retried; the final error is counted by whoever gets it.
+    metrics: Arc<Metrics>,
 }
 
 impl UpstreamClient {
-    pub fn new(settings: &Settings, base: &reqwest::Url) -> Result<Self, ClientBuildError> {
+    pub fn new(
+        settings: &Settings,
+        base: &reqwest::Url,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(
                 settings.upstream_connect_timeout_secs.get(),
@@ -55,6 +63,7 @@ impl UpstreamClient {
             models_url: join("models")?,
             key: settings.upstream_api_key.clone(),
             retries: settings.upstream_retries,
+            metrics: Arc::clone(metrics),
         })
     }
 
@@ -167,6 +176,7 @@ impl UpstreamClient {
             if wait > MAX_RETRY_WAIT {
                 return Err(error);
             }
+            self.metrics.upstream_error(&error);
             tracing::warn!(attempt, error = %error, "upstream attempt failed; retrying");
             tokio::time::sleep(wait).await;
             attempt += 1;

@@ -74,6 +74,18 @@ impl UpstreamError {
         )
     }
 
+    /// Every value [`UpstreamError::kind`] takes, for metrics that list them all.
+    pub const KINDS: [&'static str; 8] = [
+        "transport",
+        "status",
+        "first_token_timeout",
+        "idle_timeout",
+        "reported",
+        "invalid_event",
+        "truncated",
+        "not_a_stream",
+    ];
+
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -86,5 +98,30 @@ impl UpstreamError {
             UpstreamError::Truncated => "truncated",
             UpstreamError::NotAStream(_) => "not_a_stream",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed_for_metrics() {
+        let errors = [
+            UpstreamError::Transport(String::new()),
+            UpstreamError::Status {
+                status: StatusCode::BAD_GATEWAY,
+                message: String::new(),
+                retry_after: None,
+            },
+            UpstreamError::FirstTokenTimeout(1),
+            UpstreamError::IdleTimeout(1),
+            UpstreamError::Reported(String::new()),
+            UpstreamError::InvalidEvent(String::new()),
+            UpstreamError::Truncated,
+            UpstreamError::NotAStream(String::new()),
+        ];
+        let kinds: Vec<_> = errors.iter().map(UpstreamError::kind).collect();
+        assert_eq!(kinds, UpstreamError::KINDS);
     }
 }

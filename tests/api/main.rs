@@ -6,8 +6,11 @@
 
 mod browser_dialect;
 mod cancellation;
+mod logs;
+mod metrics;
 mod mock_model;
 mod openai_dialect;
 mod resume;
+mod shutdown;
 mod support;
 mod upstream_failures;

@@ -1,6 +1,8 @@
 //! What every integration test needs: the real server on a loopback port 0, a scripted
 //! upstream, and an SSE reader.
 
+pub mod process;
+pub mod scrape;
 pub mod upstream;
 
 use std::time::Duration;
