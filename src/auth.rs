@@ -51,6 +51,20 @@ fn client_ip(req: &ServiceRequest, settings: &Settings) -> Option<IpAddr> {
     req.peer_addr().map(|a| a.ip())
 }
 
+/// The start-up warning for a gateway anyone on the network can use: no keys, and an
+/// address other than loopback.
+pub fn exposure_warning(settings: &Settings) -> Option<String> {
+    let host = settings.host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (settings.gateway_api_keys.0.is_empty() && !loopback).then(|| {
+        format!(
+            "OPEN GATEWAY: listening on {} with no GATEWAY_API_KEYS; anyone who can reach this address can spend your upstream quota. Set GATEWAY_API_KEYS, or HOST=127.0.0.1",
+            settings.host
+        )
+    })
+}
+
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -77,4 +91,59 @@ pub async fn authenticate(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(pairs: &[(&str, &str)]) -> Option<String> {
+        exposure_warning(&Settings::from_pairs(pairs).unwrap())
+    }
+
+    #[test]
+    fn an_open_gateway_on_a_public_address_is_warned_about() {
+        let text = warning(&[("HOST", "0.0.0.0")]).expect("a warning");
+        assert!(
+            text.contains("GATEWAY_API_KEYS") && text.contains("0.0.0.0"),
+            "{text}"
+        );
+        assert!(warning(&[("HOST", "::")]).is_some());
+        assert!(warning(&[("HOST", "gateway.internal")]).is_some());
+    }
+
+    #[test]
+    fn loopback_or_keys_need_no_warning() {
+        for host in ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"] {
+            assert_eq!(warning(&[("HOST", host)]), None, "{host}");
+        }
+        assert_eq!(
+            warning(&[("HOST", "0.0.0.0"), ("GATEWAY_API_KEYS", "k")]),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_documented_routes_are_open() {
+        for (method, path) in [
+            (Method::GET, "/"),
+            (Method::GET, "/healthz"),
+            (Method::GET, "/readyz"),
+            (Method::GET, "/metrics"),
+            (Method::GET, "/api/chat/streams/abc"),
+            (Method::DELETE, "/api/chat/streams/abc"),
+        ] {
+            assert!(is_open(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::POST, "/v1/chat/completions"),
+            (Method::GET, "/v1/models"),
+            (Method::POST, "/api/chat"),
+            (Method::POST, "/api/chat/messages"),
+            (Method::GET, "/nope"),
+            (Method::POST, "/api/chat/streams"),
+        ] {
+            assert!(!is_open(&method, path), "{method} {path}");
+        }
+    }
 }

@@ -2,11 +2,13 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cors;
 pub mod error;
 pub mod id;
 pub mod lifecycle;
 pub mod limits;
 pub mod mock;
+pub mod ratelimit;
 pub mod registry;
 pub mod relay;
 pub mod request;

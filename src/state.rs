@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::lifecycle::Lifecycle;
 use crate::limits::StreamLimits;
+use crate::ratelimit::RateLimits;
 use crate::registry::Registry;
 use crate::settings::Settings;
 
@@ -16,6 +17,7 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub registry: Arc<Registry>,
     pub limits: Arc<StreamLimits>,
+    pub rate_limits: Arc<RateLimits>,
     pub lifecycle: Arc<Lifecycle>,
 }
 

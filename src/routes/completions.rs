@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{client_id, read_body, request_id};
+use super::{admit_generation, read_body, request_id};
 use crate::error::ApiError;
 use crate::relay::openai::{self, Opening};
 use crate::relay::{Finish, Outcome};
@@ -24,7 +24,7 @@ pub async fn create(
     let request = ChatRequest::parse(&body, Dialect::OpenAi, &state.settings)?;
     let request_id = request_id(&req);
     let mut outcome = Outcome::new(ROUTE, &request.model, &request_id, request.prompt_chars);
-    outcome.slot = Some(state.limits.acquire(&client_id(&req))?);
+    outcome.slot = Some(admit_generation(&req, &state)?);
 
     if !request.stream {
         let answer = state.backend.complete(&request, &request_id).await;

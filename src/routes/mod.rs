@@ -13,7 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 pub use body::read_body;
 
 use crate::error::ApiError;
-use crate::limits::ClientId;
+use crate::limits::{ClientId, Permit};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -81,6 +82,17 @@ pub fn client_id(req: &HttpRequest) -> ClientId {
         .get::<ClientId>()
         .cloned()
         .unwrap_or(ClientId::Unknown)
+}
+
+/// Lets a parsed request start a generation, or refuses it (429, or 503 when the gateway is
+/// full). The concurrency slot is taken before the rate is charged: a slot can be given back
+/// and a rate cell cannot, so a request refused for concurrency, which starts nothing, does
+/// not count toward the client's rate.
+pub fn admit_generation(req: &HttpRequest, state: &AppState) -> Result<Permit, ApiError> {
+    let client = client_id(req);
+    let slot = state.limits.acquire(&client)?;
+    state.rate_limits.check(&client)?;
+    Ok(slot)
 }
 
 /// `204 No Content`, for answers with nothing to say.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::{client_id, no_content, read_body, request_id};
+use super::{admit_generation, no_content, read_body, request_id};
 use crate::error::ApiError;
 use crate::registry::{Entry, Subscription, run_generation};
 use crate::relay::Outcome;
@@ -35,7 +35,7 @@ pub async fn start_generation(
         &request_id(req),
         request.prompt_chars,
     );
-    outcome.slot = Some(state.limits.acquire(&client_id(req))?);
+    outcome.slot = Some(admit_generation(req, state)?);
     let entry = state.registry.create()?;
     actix_web::rt::spawn(run_generation(
         Arc::clone(&entry),
