@@ -125,6 +125,13 @@ mod tests {
     }
 
     #[test]
+    fn keys_never_show_in_logged_settings() {
+        let settings = Settings::from_pairs(&[("GATEWAY_API_KEYS", "sk-gw-1,sk-gw-2")]).unwrap();
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("sk-gw"), "{shown}");
+    }
+
+    #[test]
     fn only_the_documented_routes_are_open() {
         for path in [
             "/",
