@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, header};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
@@ -15,9 +15,10 @@ use crate::limits::ClientId;
 use crate::settings::Settings;
 use crate::state::AppState;
 
-fn is_open(method: &Method, path: &str) -> bool {
+/// CORS preflights are not on this list: the CORS middleware, outside this one, answers
+/// them before they get here.
+fn is_open(path: &str) -> bool {
     matches!(path, "/" | "/healthz" | "/readyz" | "/metrics")
-        || *method == Method::OPTIONS
         || path.starts_with("/api/chat/streams/")
 }
 
@@ -51,6 +52,20 @@ fn client_ip(req: &ServiceRequest, settings: &Settings) -> Option<IpAddr> {
     req.peer_addr().map(|a| a.ip())
 }
 
+/// The start-up warning for a gateway anyone on the network can use: no keys, and an
+/// address other than loopback.
+pub fn exposure_warning(settings: &Settings) -> Option<String> {
+    let host = settings.host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (settings.gateway_api_keys.0.is_empty() && !loopback).then(|| {
+        format!(
+            "OPEN GATEWAY: listening on {} with no GATEWAY_API_KEYS; anyone who can reach this address can spend your upstream quota. Set GATEWAY_API_KEYS, or HOST=127.0.0.1",
+            settings.host
+        )
+    })
+}
+
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -65,7 +80,7 @@ pub async fn authenticate(
     let matched = presented_key(&req).and_then(|k| keys.iter().position(|key| key.matches(k)));
     let client = match matched {
         Some(index) => ClientId::Key(index),
-        None if keys.is_empty() || is_open(req.method(), req.path()) => {
+        None if keys.is_empty() || is_open(req.path()) => {
             client_ip(&req, &state.settings).map_or(ClientId::Unknown, ClientId::Ip)
         }
         None => {
@@ -77,4 +92,65 @@ pub async fn authenticate(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(pairs: &[(&str, &str)]) -> Option<String> {
+        exposure_warning(&Settings::from_pairs(pairs).unwrap())
+    }
+
+    #[test]
+    fn an_open_gateway_on_a_public_address_is_warned_about() {
+        let text = warning(&[("HOST", "0.0.0.0")]).expect("a warning");
+        assert!(
+            text.contains("GATEWAY_API_KEYS") && text.contains("0.0.0.0"),
+            "{text}"
+        );
+        assert!(warning(&[("HOST", "::")]).is_some());
+        assert!(warning(&[("HOST", "gateway.internal")]).is_some());
+    }
+
+    #[test]
+    fn loopback_or_keys_need_no_warning() {
+        for host in ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"] {
+            assert_eq!(warning(&[("HOST", host)]), None, "{host}");
+        }
+        assert_eq!(
+            warning(&[("HOST", "0.0.0.0"), ("GATEWAY_API_KEYS", "k")]),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_never_show_in_logged_settings() {
+        let settings = Settings::from_pairs(&[("GATEWAY_API_KEYS", "sk-gw-1,sk-gw-2")]).unwrap();
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("sk-gw"), "{shown}");
+    }
+
+    #[test]
+    fn only_the_documented_routes_are_open() {
+        for path in [
+            "/",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/chat/streams/abc",
+        ] {
+            assert!(is_open(path), "{path}");
+        }
+        for path in [
+            "/v1/chat/completions",
+            "/v1/models",
+            "/api/chat",
+            "/api/chat/messages",
+            "/api/chat/streams",
+            "/nope",
+        ] {
+            assert!(!is_open(path), "{path}");
+        }
+    }
 }

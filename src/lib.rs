@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cors;
 pub mod error;
 pub mod id;
 pub mod lifecycle;
@@ -9,6 +10,7 @@ pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod mock;
+pub mod ratelimit;
 pub mod registry;
 pub mod relay;
 pub mod request;

@@ -4,9 +4,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::error::ApiError;
-use crate::metrics::{Limit, Metrics};
+use crate::metrics::Metrics;
+use crate::ratelimit::{Limit, refuse};
+
+/// When a stream will end is unknown; a second is a polite pace for a client to try again.
+const RETRY_WHEN_BUSY: Duration = Duration::from_secs(1);
 
 /// Who a request is, for limits: the gateway key it presented, else its IP.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,11 +58,16 @@ impl StreamLimits {
                 (n < self.max_total).then_some(n + 1)
             });
         if reserved.is_err() {
-            self.metrics.rate_limited(Limit::MaxStreams);
-            return Err(ApiError::Unavailable(format!(
-                "the gateway is at its limit of {} concurrent streams (MAX_STREAMS); try again shortly",
-                self.max_total
-            )));
+            return Err(refuse(
+                &self.metrics,
+                Limit::TotalStreams,
+                format!(
+                    "the gateway is at its limit of {} concurrent streams (MAX_STREAMS); try again shortly",
+                    self.max_total
+                ),
+                RETRY_WHEN_BUSY,
+                None,
+            ));
         }
         let mut per_client = self
             .per_client
@@ -67,16 +77,16 @@ impl StreamLimits {
         if *count >= self.max_per_client {
             drop(per_client);
             self.active.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.rate_limited(Limit::Concurrency);
-            return Err(ApiError::RateLimited {
-                message: format!(
+            return Err(refuse(
+                &self.metrics,
+                Limit::ClientStreams,
+                format!(
                     "too many concurrent streams for this client (limit {}, MAX_STREAMS_PER_CLIENT); wait for one to end",
                     self.max_per_client
                 ),
-                retry_after_secs: 1,
-                limit: Some(self.max_per_client),
-                remaining: Some(0),
-            });
+                RETRY_WHEN_BUSY,
+                Some(self.max_per_client),
+            ));
         }
         *count += 1;
         Ok(Permit {

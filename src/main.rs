@@ -44,11 +44,8 @@ async fn main() -> ExitCode {
         settings.host,
         app.port()
     );
-    if settings.gateway_api_keys.0.is_empty() && !is_loopback(&settings.host) {
-        tracing::warn!(
-            "listening on {} with no GATEWAY_API_KEYS: anyone who can reach this address can spend your upstream quota",
-            settings.host
-        );
+    if let Some(warning) = streamgate::auth::exposure_warning(&settings) {
+        tracing::warn!("{warning}");
     }
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,13 +54,6 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Each stream holds two descriptors (client and upstream); the soft limit is often 1024.

@@ -52,8 +52,7 @@ pub struct ChatRequest {
 
 impl ChatRequest {
     pub fn parse(bytes: &[u8], dialect: Dialect, settings: &Settings) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| not_json(bytes, &e))?;
         let Value::Object(mut body) = value else {
             return Err(ApiError::invalid("the body must be a JSON object", None));
         };
@@ -152,6 +151,20 @@ impl ChatRequest {
             .and_then(Value::as_array)
             .map_or(&[], Vec::as_slice)
     }
+}
+
+/// Says why a body is not JSON. Bytes that are not UTF-8 are named as such (serde_json would
+/// say "invalid unicode code point", which sends the reader looking in the wrong place);
+/// this runs only on the error path, so valid bodies are scanned once.
+fn not_json(bytes: &[u8], error: &serde_json::Error) -> ApiError {
+    let message = match std::str::from_utf8(bytes) {
+        Err(e) => format!(
+            "the body is not valid UTF-8 (at byte {}), so it cannot be JSON",
+            e.valid_up_to()
+        ),
+        Ok(_) => format!("the body is not valid JSON: {error}"),
+    };
+    ApiError::invalid(message, None)
 }
 
 fn invalid(message: &str, param: &str) -> ApiError {

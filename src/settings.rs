@@ -10,7 +10,7 @@ use std::num::NonZeroU64;
 use clap::{Arg, Command};
 
 use crate::secret::Secret;
-use crate::settings_values::{Keys, List, LogFormat, SettingValue, UpstreamUrl};
+use crate::settings_values::{Keys, List, LogFormat, Origins, SettingValue, UpstreamUrl};
 
 macro_rules! settings {
     ($( #[doc = $doc:literal] $field:ident : $ty:ty = $env:literal, $default:literal; )+) => {
@@ -108,7 +108,7 @@ settings! {
     /// Take the client IP from X-Forwarded-For (only behind a proxy you trust)
     trust_proxy: bool = "TRUST_PROXY", "false";
     /// Comma list of origins allowed by CORS, or *; empty allows same-origin only
-    cors_allowed_origins: List = "CORS_ALLOWED_ORIGINS", "";
+    cors_allowed_origins: Origins = "CORS_ALLOWED_ORIGINS", "";
     /// Largest request body in bytes; larger ones get 413
     max_body_bytes: usize = "MAX_BODY_BYTES", "1048576";
     /// Seconds of silence after which a stream carries a `: ping` comment

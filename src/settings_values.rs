@@ -91,6 +91,44 @@ impl SettingValue for Keys {
     }
 }
 
+/// The origins CORS lets in. An entry is compared with the browser's `Origin` header, so it
+/// is normalised as browsers send it (lowercase host, no default port, no trailing slash).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Origins {
+    /// No CORS headers at all: only pages the gateway serves itself can read answers.
+    #[default]
+    SameOrigin,
+    Any,
+    List(Vec<String>),
+}
+
+impl SettingValue for Origins {
+    const EXPECTED: &'static str = "*, or a comma-separated list of origins such as https://app.example.com (scheme://host[:port], no path)";
+    const VALUE_NAME: &'static str = "ORIGIN,ORIGIN";
+    fn parse(raw: &str) -> Option<Self> {
+        let items = List::parse(raw)?.0;
+        if items.is_empty() {
+            return Some(Origins::SameOrigin);
+        }
+        if items.iter().any(|i| i == "*") {
+            return (items.len() == 1).then_some(Origins::Any);
+        }
+        items
+            .iter()
+            .map(|item| {
+                let url = reqwest::Url::parse(item).ok()?;
+                // A path (even a trailing `/`) would never match: an Origin header has none.
+                let bare = url.path() == "/" && !item.ends_with('/');
+                let plain = url.query().is_none() && url.fragment().is_none();
+                let web = matches!(url.scheme(), "http" | "https") && url.host_str().is_some();
+                (bare && plain && web && url.username().is_empty())
+                    .then(|| url.origin().ascii_serialization())
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Origins::List)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -124,5 +162,37 @@ impl SettingValue for UpstreamUrl {
         let url = reqwest::Url::parse(raw).ok()?;
         let usable = matches!(url.scheme(), "http" | "https") && url.host_str().is_some();
         usable.then_some(UpstreamUrl(Some(url)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_as_browsers_send_them() {
+        assert_eq!(Origins::parse(""), Some(Origins::SameOrigin));
+        assert_eq!(Origins::parse(" * "), Some(Origins::Any));
+        assert_eq!(
+            Origins::parse("https://App.Example.com:443, http://localhost:5173"),
+            Some(Origins::List(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:5173".to_owned()
+            ]))
+        );
+    }
+
+    #[test]
+    fn origins_that_could_never_match_are_refused() {
+        for bad in [
+            "https://app.example.com/",
+            "https://app.example.com/chat",
+            "app.example.com",
+            "ftp://app.example.com",
+            "*, https://app.example.com",
+            "https://user@app.example.com",
+        ] {
+            assert_eq!(Origins::parse(bad), None, "{bad}");
+        }
     }
 }

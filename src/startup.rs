@@ -13,6 +13,7 @@ use crate::backend::Backend;
 use crate::lifecycle::Lifecycle;
 use crate::limits::StreamLimits;
 use crate::metrics::Metrics;
+use crate::ratelimit::{self, RateLimits};
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
@@ -60,20 +61,27 @@ impl Application {
                 settings.max_streams_per_client,
                 Arc::clone(&metrics),
             ),
+            rate_limits: RateLimits::from_settings(&settings, Arc::clone(&metrics)),
             lifecycle: Arc::new(Lifecycle::default()),
             metrics,
             settings: Arc::new(settings),
         };
         shared.registry.spawn_sweeper();
+        shared.rate_limits.spawn_pruner(ratelimit::PRUNE_EVERY);
         let factory_shared = shared.clone();
         let server = HttpServer::new(move || {
             let shared = factory_shared.clone();
             // Each worker gets its own upstream connection pool.
             let backend =
                 Backend::new(&shared.settings, &shared.metrics).unwrap_or_else(|_| backend.clone());
+            let cors = crate::cors::middleware(&shared.settings);
             App::new()
                 .app_data(web::Data::new(AppState { shared, backend }))
+                // The last `.wrap` is the outermost. CORS sits outside auth so a preflight,
+                // which never carries a key, is answered before auth sees it; request ids sit
+                // outside CORS so preflights get one too.
                 .wrap(from_fn(crate::auth::authenticate))
+                .wrap(cors)
                 .wrap(from_fn(crate::request_id::assign))
                 .configure(crate::routes::configure)
         })

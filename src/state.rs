@@ -9,6 +9,7 @@ use crate::backend::Backend;
 use crate::lifecycle::Lifecycle;
 use crate::limits::StreamLimits;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 use crate::registry::Registry;
 use crate::settings::Settings;
 
@@ -17,6 +18,7 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub registry: Arc<Registry>,
     pub limits: Arc<StreamLimits>,
+    pub rate_limits: Arc<RateLimits>,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
 }

@@ -136,7 +136,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "streamgate_rate_limited_total{{limit=\"{}\"}} {}",
-                limit.as_str(),
+                limit.label(),
                 counter.load(Ordering::Relaxed)
             );
         }

@@ -36,35 +36,7 @@ const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500;
 
 /// Why a request was refused for load (`streamgate_rate_limited_total{limit}`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Limit {
-    /// A client's own request rate (`RATE_LIMIT_RPM`, `RATE_LIMIT_BURST`).
-    PerClient,
-    /// All clients' request rate together (`GLOBAL_RATE_LIMIT_RPS`).
-    Global,
-    /// A client's concurrent generations (`MAX_STREAMS_PER_CLIENT`).
-    Concurrency,
-    /// The gateway's concurrent generations (`MAX_STREAMS`).
-    MaxStreams,
-}
-
-impl Limit {
-    const ALL: [Limit; 4] = [
-        Limit::PerClient,
-        Limit::Global,
-        Limit::Concurrency,
-        Limit::MaxStreams,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::PerClient => "per_client",
-            Limit::Global => "global",
-            Limit::Concurrency => "concurrency",
-            Limit::MaxStreams => "max_streams",
-        }
-    }
-}
+pub use crate::ratelimit::Limit;
 
 /// The `reason` labels of `streamgate_stream_cancellations_total`: the cancel reasons of
 /// [`crate::relay::Finish::Cancelled`], plus streams the shutdown cut short.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use actix_web::error::PayloadError;
 use actix_web::{HttpRequest, web};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -28,8 +29,16 @@ pub async fn read_body(
     let read = async {
         let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::invalid(format!("the request body could not be read: {e}"), None)
+            let chunk = chunk.map_err(|e| match e {
+                PayloadError::Incomplete(_) => ApiError::invalid(
+                    format!(
+                        "the request body could not be read: it ended after {} of {} bytes",
+                        body.len(),
+                        declared.map_or_else(|| "its".to_owned(), |n| n.to_string())
+                    ),
+                    None,
+                ),
+                e => ApiError::invalid(format!("the request body could not be read: {e}"), None),
             })?;
             if body.len() + chunk.len() > limit {
                 return Err(ApiError::PayloadTooLarge { limit });

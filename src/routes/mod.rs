@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 pub use body::read_body;
 
 use crate::error::ApiError;
-use crate::limits::ClientId;
+use crate::limits::{ClientId, Permit};
 use crate::relay::Outcome;
 use crate::request::ChatRequest;
 use crate::request_log::RequestLog;
@@ -116,14 +116,14 @@ pub fn request_log(req: &HttpRequest, state: &AppState) -> RequestLog {
         })
 }
 
-/// A generation's accounting: admitted by the concurrency limits first, so that a refused
-/// request never looks like a generation that was started and cancelled.
+/// A generation's accounting, once the limits have admitted it, so that a refused request
+/// never looks like a generation that was started and cancelled.
 pub fn outcome_for(
     req: &HttpRequest,
     state: &AppState,
     request: &ChatRequest,
 ) -> Result<Outcome, ApiError> {
-    let slot = state.limits.acquire(&client_id(req))?;
+    let slot = admit_generation(req, state)?;
     Ok(Outcome::new(
         request_log(req, state),
         &state.metrics,
@@ -138,6 +138,17 @@ pub fn client_id(req: &HttpRequest) -> ClientId {
         .get::<ClientId>()
         .cloned()
         .unwrap_or(ClientId::Unknown)
+}
+
+/// Lets a parsed request start a generation, or refuses it (429, or 503 when the gateway is
+/// full). The concurrency slot is taken before the rate is charged: a slot can be given back
+/// and a rate cell cannot, so a request refused for concurrency, which starts nothing, does
+/// not count toward the client's rate.
+pub fn admit_generation(req: &HttpRequest, state: &AppState) -> Result<Permit, ApiError> {
+    let client = client_id(req);
+    let slot = state.limits.acquire(&client)?;
+    state.rate_limits.check(&client)?;
+    Ok(slot)
 }
 
 /// `204 No Content`, for answers with nothing to say.

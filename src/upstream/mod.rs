@@ -13,6 +13,7 @@ pub use chunk::{Chunk, Usage};
 pub use client::{ClientBuildError, UpstreamClient};
 pub use error::UpstreamError;
 pub use sanitize::sanitize;
+pub use sse::data_events;
 
 /// Turns `data` payloads into chunks. `[DONE]` ends the stream cleanly; so does the end of
 /// the body after a `finish_reason`. A body that ends without either has failed, and says so.

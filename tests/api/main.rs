@@ -4,13 +4,18 @@
 // A test that fails should fail loudly, right where it went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod browser_dialect;
 mod cancellation;
+mod cors;
+mod hostile;
 mod logs;
 mod metrics;
 mod mock_model;
 mod openai_dialect;
+mod rate_limits;
 mod resume;
 mod shutdown;
+mod stream_caps;
 mod support;
 mod upstream_failures;

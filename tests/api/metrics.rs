@@ -228,10 +228,10 @@ async fn refusals_are_counted_by_the_limit_that_refused() {
     assert_eq!(refused.status(), 429);
     let m = app.scrape().await;
     let limited = |limit| m.value("streamgate_rate_limited_total", &[("limit", limit)]);
-    assert_eq!(limited("concurrency"), 1.0);
-    assert_eq!(limited("max_streams"), 0.0);
-    assert_eq!(limited("per_client"), 0.0);
-    assert_eq!(limited("global"), 0.0);
+    assert_eq!(limited("client_streams"), 1.0);
+    assert_eq!(limited("total_streams"), 0.0);
+    assert_eq!(limited("client_rate"), 0.0);
+    assert_eq!(limited("global_rate"), 0.0);
     assert_eq!(
         m.value(REQUESTS, &[("route", "/api/chat"), ("status", "429")]),
         1.0
@@ -254,7 +254,10 @@ async fn refusals_are_counted_by_the_limit_that_refused() {
     );
     let m = full.scrape().await;
     assert_eq!(
-        m.value("streamgate_rate_limited_total", &[("limit", "max_streams")]),
+        m.value(
+            "streamgate_rate_limited_total",
+            &[("limit", "total_streams")]
+        ),
         1.0
     );
 }

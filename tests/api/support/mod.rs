@@ -61,6 +61,32 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POSTs JSON presenting a gateway key as `Authorization: Bearer`.
+    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Sends bytes exactly as given on a fresh connection and returns everything the gateway
+    /// answers until it closes the connection. Send `Connection: close`.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.address.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        socket.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .expect("the gateway answered and closed within 10 s")
+            .ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -68,6 +94,25 @@ impl TestApp {
             .await
             .expect("request sent")
     }
+}
+
+/// Waits (at most 5 s) until `condition` holds: for state with no event to await, such as a
+/// stream's slot coming back just after its last event was sent.
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not {what} after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The `error` object of an OpenAI-shaped error answer.
+pub async fn error_of(response: reqwest::Response) -> Value {
+    let body: Value = response.json().await.expect("a JSON error body");
+    body["error"].clone()
 }
 
 /// Reads SSE frames (the text between blank lines) from a response as they arrive.
