@@ -13,16 +13,6 @@ use actix_web::middleware::Condition;
 use crate::settings::Settings;
 use crate::settings_values::Origins;
 
-/// Request headers a cross-origin script may send.
-const ALLOWED: [&str; 5] = [
-    "authorization",
-    "content-type",
-    "last-event-id",
-    "x-api-key",
-    // Echoed back, so a front-end can tie its logs to the gateway's.
-    "x-request-id",
-];
-
 /// Response headers a cross-origin script may read.
 const EXPOSED: [&str; 5] = [
     "x-stream-id",
@@ -51,7 +41,11 @@ pub fn middleware(settings: &Settings) -> Condition<Cors> {
 fn common() -> Cors {
     Cors::default()
         .allowed_methods([Method::GET, Method::POST, Method::DELETE])
-        .allowed_headers(ALLOWED)
+        // Any request header an allowed origin asks for: the contract's four (Authorization,
+        // Content-Type, Last-Event-ID, x-api-key) and X-Request-Id, but also what SDKs add
+        // (the OpenAI JS SDK's x-stainless-*, OpenAI-Organization …), which a fixed list
+        // would refuse. The origin list is the boundary; header names guard nothing here.
+        .allow_any_header()
         .expose_headers(EXPOSED)
         .max_age(MAX_AGE)
 }
