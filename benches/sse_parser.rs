@@ -45,7 +45,8 @@ fn pieces(text: &[u8], size: usize) -> Vec<Bytes> {
 }
 
 fn body(pieces: &[Bytes]) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + use<> {
-    futures::stream::iter(pieces.to_vec().into_iter().map(Ok))
+    let owned: Vec<Bytes> = pieces.iter().cloned().collect();
+    futures::stream::iter(owned.into_iter().map(Ok))
 }
 
 /// Best of `rounds`: (seconds, allocations) for one pass over `pieces`.

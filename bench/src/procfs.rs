@@ -22,6 +22,20 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Busy clock ticks of the whole machine, all CPUs: user+nice+system+irq+softirq+steal from
+/// `/proc/stat` (idle and iowait excluded).
+pub fn system_busy_ticks() -> Option<u64> {
+    let s = fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0))
+}
+
 /// Resident set size (VmRSS) of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -96,7 +110,8 @@ impl PidGroup {
     }
 }
 
-/// Snapshot of every group's CPU ticks (plus this process's own, as `loadgen`).
+/// Snapshot of every group's CPU ticks, plus this process's own (`loadgen`) and the whole
+/// machine's busy ticks (`machine`, last).
 pub fn cpu_snapshot(groups: &[PidGroup]) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = groups
         .iter()
@@ -106,6 +121,7 @@ pub fn cpu_snapshot(groups: &[PidGroup]) -> Vec<(String, u64)> {
         "loadgen".to_string(),
         cpu_ticks(std::process::id()).unwrap_or(0),
     ));
+    v.push(("machine".to_string(), system_busy_ticks().unwrap_or(0)));
     v
 }
 

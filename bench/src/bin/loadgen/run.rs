@@ -164,7 +164,24 @@ fn cpu_json(
 ) -> Value {
     let tck = clk_tck() as f64;
     let mut m = serde_json::Map::new();
-    for ((name, b), (_, a)) in before.iter().zip(after) {
+    // Everything busy on the machine that is none of the measured processes: other work, and
+    // kernel time not charged to a process. A noise indicator for the row.
+    let delta = |i: usize| after[i].1.saturating_sub(before[i].1);
+    if let Some(machine) = before.len().checked_sub(1) {
+        let ours: u64 = (0..machine).map(delta).sum();
+        let other = delta(machine).saturating_sub(ours) as f64 / tck;
+        let busy = delta(machine) as f64 / tck;
+        if window > 0.0 {
+            m.insert(
+                "machine".into(),
+                json!({
+                    "busy_cores": (busy / window * 100.0).round() / 100.0,
+                    "other_cores": (other / window * 100.0).round() / 100.0,
+                }),
+            );
+        }
+    }
+    for ((name, b), (_, a)) in before.iter().zip(after).filter(|(b, _)| b.0 != "machine") {
         let secs = a.saturating_sub(*b) as f64 / tck;
         m.insert(
             name.clone(),
