@@ -44,9 +44,8 @@ fn pieces(text: &[u8], size: usize) -> Vec<Bytes> {
     text.chunks(size).map(Bytes::copy_from_slice).collect()
 }
 
-fn body(pieces: &[Bytes]) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + use<> {
-    let owned: Vec<Bytes> = pieces.iter().cloned().collect();
-    futures::stream::iter(owned.into_iter().map(Ok))
+fn body(pieces: Vec<Bytes>) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send {
+    futures::stream::iter(pieces.into_iter().map(Ok))
 }
 
 /// Best of `rounds`: (seconds, allocations) for one pass over `pieces`.
@@ -71,7 +70,7 @@ fn measure(
 
 fn ours(pieces: &[Bytes]) -> usize {
     futures::executor::block_on(
-        data_events(body(pieces))
+        data_events(body(pieces.to_vec()))
             .filter(|e| futures::future::ready(e.is_ok()))
             .count(),
     )
@@ -79,7 +78,7 @@ fn ours(pieces: &[Bytes]) -> usize {
 
 fn theirs(pieces: &[Bytes]) -> usize {
     futures::executor::block_on(
-        body(pieces)
+        body(pieces.to_vec())
             .eventsource()
             .filter(|e| futures::future::ready(e.is_ok()))
             .count(),
