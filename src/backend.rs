@@ -1,13 +1,15 @@
 //! Where answers come from: the built-in mock model or an upstream, behind one interface
 //! that applies the first-token and idle timeouts the same way to both.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::metrics::Metrics;
 use crate::mock::MockModel;
@@ -97,9 +99,13 @@ impl Backend {
             .and_then(|opened| opened);
         let (first, rest) = self.counted(opened)?;
         let upstream_ttft = started.elapsed();
-        let rest = guarded(rest, self.idle_timeout, Arc::clone(&self.metrics));
         Ok(Opened {
-            chunks: Box::pin(futures::stream::once(async { Ok(first) }).chain(rest)),
+            chunks: Box::pin(Guarded::new(
+                first,
+                rest,
+                self.idle_timeout,
+                Arc::clone(&self.metrics),
+            )),
             upstream_ttft,
         })
     }
@@ -142,25 +148,73 @@ impl Backend {
     }
 }
 
-/// Ends the stream with [`UpstreamError::IdleTimeout`] when no event comes for `idle`, and
-/// counts every failure it carries. There is deliberately no total timeout: a healthy long
-/// answer is never cut.
-fn guarded(
+/// The rest of a generation after its first event: ends with [`UpstreamError::IdleTimeout`]
+/// when no event comes for `idle`, and counts every failure it carries. There is
+/// deliberately no total timeout: a healthy long answer is never cut.
+///
+/// One timer serves the whole stream. It is not reset per event (that would re-register it
+/// in the timer wheel every time); when it fires, it is re-armed from the last event's time
+/// if that was recent.
+struct Guarded {
+    first: Option<Chunk>,
     stream: ChunkStream,
     idle: Duration,
+    last_event: Instant,
+    timer: Pin<Box<Sleep>>,
     metrics: Arc<Metrics>,
-) -> impl Stream<Item = Result<Chunk, UpstreamError>> + Send {
-    // The metrics handle travels in the state, so no reference count is touched per event.
-    futures::stream::unfold(Some((stream, metrics)), move |state| async move {
-        let (mut stream, metrics) = state?;
-        let (item, go_on) = match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(item)) => (item, true),
-            Ok(None) => return None,
-            Err(_) => (Err(UpstreamError::IdleTimeout(idle.as_secs())), false),
-        };
-        if let Err(error) = &item {
-            metrics.upstream_error(error);
+    over: bool,
+}
+
+impl Guarded {
+    fn new(first: Chunk, stream: ChunkStream, idle: Duration, metrics: Arc<Metrics>) -> Self {
+        let now = Instant::now();
+        Self {
+            first: Some(first),
+            stream,
+            idle,
+            last_event: now,
+            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            metrics,
+            over: false,
         }
-        Some((item, go_on.then_some((stream, metrics))))
-    })
+    }
+}
+
+impl Stream for Guarded {
+    type Item = Result<Chunk, UpstreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if self.over {
+            return Poll::Ready(None);
+        }
+        match self.stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                self.last_event = Instant::now();
+                if let Err(error) = &item {
+                    self.metrics.upstream_error(error);
+                    self.over = true;
+                }
+                return Poll::Ready(Some(item));
+            }
+            Poll::Ready(None) => {
+                self.over = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let due = self.last_event + self.idle;
+            if Instant::now() >= due {
+                self.over = true;
+                let error = UpstreamError::IdleTimeout(self.idle.as_secs());
+                self.metrics.upstream_error(&error);
+                return Poll::Ready(Some(Err(error)));
+            }
+            self.timer.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
 }

@@ -115,6 +115,16 @@ impl ChatRequest {
             Some(Value::Object(m)) => mock_options(&m)?,
             Some(_) => return Err(invalid("`mock` must be an object", "mock")),
         };
+        if stream {
+            // The upstream is always asked for usage (see `upstream_body`); `include_usage`
+            // above keeps whether the client itself asked.
+            let options = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(options) = options {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
         if !settings.is_mock() && mock != MockOptions::default() {
             tracing::debug!("ignoring `mock` options: not in mock mode");
         }
@@ -132,16 +142,7 @@ impl ChatRequest {
     /// The body for the upstream. A streaming one always asks for usage, so the gateway can
     /// count tokens; the relay strips it again when the client did not ask.
     pub fn upstream_body(&self) -> Bytes {
-        let mut body = self.body.clone();
-        if self.stream {
-            let options = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(options) = options {
-                options.insert("include_usage".into(), Value::Bool(true));
-            }
-        }
-        serde_json::to_vec(&body).map_or_else(|_| Bytes::new(), Bytes::from)
+        serde_json::to_vec(&self.body).map_or_else(|_| Bytes::new(), Bytes::from)
     }
 
     /// The messages, already checked to be an array of objects.

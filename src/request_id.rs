@@ -5,6 +5,9 @@
 use std::sync::{Arc, LazyLock};
 
 use actix_web::HttpMessage;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -30,9 +33,19 @@ fn looks_like_stream_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A new request id: 64 random bits as hex.
+/// A new request id, 16 hex characters: a random per-process prefix and a counter. Request
+/// ids only need to be unique, not unguessable (stream ids are the capabilities), so this
+/// costs no system call per request.
 pub fn generate() -> String {
-    crate::id::random_hex(8).unwrap_or_else(|_| "unknown".to_owned())
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        // Without randomness the ids are still unique within this process.
+        let _ = getrandom::fill(&mut bytes);
+        u32::from_ne_bytes(bytes)
+    });
+    format!("{prefix:08x}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 pub async fn assign(

@@ -32,11 +32,14 @@ pub async fn run(
     mut outcome: Outcome,
 ) {
     outcome.stream_id = Some(entry.id.clone());
+    // Each waiter is registered once for the whole generation, not once per event.
     let cancel = entry.cancelled();
+    let mut cancelled = std::pin::pin!(cancel.cancelled());
+    let mut shutting_down = std::pin::pin!(shutdown.cancelled());
     let opened = tokio::select! {
         biased;
-        _ = cancel.cancelled() => Err(End::Cancelled),
-        _ = shutdown.cancelled() => Err(End::Shutdown),
+        _ = &mut cancelled => Err(End::Cancelled),
+        _ = &mut shutting_down => Err(End::Shutdown),
         opened = backend.open(&request, outcome.request_id()) => opened.map_err(|e| {
             entry.set_opening_error(e.clone());
             End::Failed(e)
@@ -46,7 +49,14 @@ pub async fn run(
         Err(end) => end,
         Ok(opened) => {
             outcome.opened(opened.upstream_ttft);
-            relay(&entry, opened.chunks, &cancel, &shutdown, &mut outcome).await
+            let stop = async {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => End::Cancelled,
+                    _ = &mut shutting_down => End::Shutdown,
+                }
+            };
+            relay(&entry, opened.chunks, stop, &mut outcome).await
         }
     };
     let finish = match end {
@@ -108,15 +118,14 @@ pub async fn run(
 async fn relay(
     entry: &Entry,
     mut stream: ChunkStream,
-    cancel: &CancellationToken,
-    shutdown: &CancellationToken,
+    stop: impl std::future::Future<Output = End>,
     outcome: &mut Outcome,
 ) -> End {
+    let mut stop = std::pin::pin!(stop);
     loop {
         let item = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return End::Cancelled,
-            _ = shutdown.cancelled() => return End::Shutdown,
+            end = &mut stop => return end,
             item = stream.next() => item,
         };
         let chunk = match item {

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{Finish, Outcome};
 use crate::backend::{ChunkStream, Opened};
@@ -28,7 +28,9 @@ enum Phase {
 struct Relay {
     phase: Phase,
     include_usage: bool,
-    shutdown: CancellationToken,
+    /// Registered once: asking the token for a new waiter on every event would take its
+    /// lock and queue a waiter each time.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     outcome: Outcome,
     sanitize: Box<dyn Fn(&str) -> String>,
 }
@@ -46,7 +48,7 @@ pub fn body(
     let relay = Relay {
         phase: Phase::Opening(opening),
         include_usage,
-        shutdown,
+        shutdown: Box::pin(shutdown.cancelled_owned()),
         outcome,
         sanitize,
     };
@@ -59,12 +61,11 @@ pub fn body(
 impl Relay {
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
-            let shutdown = self.shutdown.clone();
             let step = match &mut self.phase {
                 Phase::Over => return None,
                 Phase::Opening(opening) => tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => Err(Shutdown),
+                    _ = &mut self.shutdown => Err(Shutdown),
                     opened = opening => Ok(match opened {
                         Ok(opened) => {
                             self.outcome.opened(opened.upstream_ttft);
@@ -76,7 +77,7 @@ impl Relay {
                 },
                 Phase::Streaming(stream) => tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => Err(Shutdown),
+                    _ = &mut self.shutdown => Err(Shutdown),
                     item = stream.next() => Ok(item),
                 },
             };
