@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Instructions per request of a gateway binary, counted by valgrind's callgrind: repeatable on
+# a shared machine, unlike wall-clock time. Starts bench-upstream (32 chunks, no delay) and the
+# gateway under callgrind with instrumentation off, warms up with 100 requests, then counts 400.
+#
+#   bench/callgrind.sh [GATEWAY_BIN] [openai|browser]
+#
+# Needs valgrind and the bench binaries (cargo build --release -p streamgate-bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release/streamgate}
+dialect=${2:-openai}
+bins=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
+out=$(mktemp -d)
+pids=()
+trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
+
+"$bins/bench-upstream" --listen 127.0.0.1:19081 --chunks 32 --delay-ms 0 --ttft-ms 0 >/dev/null 2>&1 &
+pids+=($!)
+(cd "$out" && exec env -i PATH="$PATH" UPSTREAM_BASE_URL=http://127.0.0.1:19081/v1 PORT=19080 \
+  RATE_LIMIT_RPM=0 MAX_STREAMS_PER_CLIENT=100000 RUST_LOG=warn \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" "$OLDPWD/$bin" \
+  >/dev/null 2>&1) &
+pids+=($!)
+for _ in $(seq 150); do curl -fsS http://127.0.0.1:19080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
+gw=$(pgrep -f "callgrind-out-file=$out/cg.out" | head -1)
+"$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 >/dev/null
+callgrind_control -i on "$gw" >/dev/null
+"$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 >/dev/null
+callgrind_control -d "$gw" >/dev/null
+sleep 1
+total=$(callgrind_annotate "$out"/cg.out.* 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "$bin ($dialect): $((total / 400)) instructions per request (400 requests of 32 chunks)"
+if [[ -n "${KEEP:-}" ]]; then cp "$out"/cg.out.* "$KEEP"; echo "profile kept in $KEEP"; fi
