@@ -10,6 +10,7 @@ pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod mock;
+pub mod periodic;
 pub mod ratelimit;
 pub mod registry;
 pub mod relay;

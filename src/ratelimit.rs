@@ -4,7 +4,7 @@
 //! rate or concurrency, becomes an answer: [`refuse`].
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -186,18 +186,7 @@ impl RateLimits {
         if self.per_client.is_none() {
             return;
         }
-        let limits: Weak<Self> = Arc::downgrade(self);
-        actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match limits.upgrade() {
-                    Some(limits) => limits.prune(),
-                    None => return,
-                }
-            }
-        });
+        crate::periodic::every(self, period, Self::prune);
     }
 }
 

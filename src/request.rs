@@ -16,7 +16,8 @@ pub enum Dialect {
     Browser,
 }
 
-const ROLES: [&str; 6] = [
+/// The message roles a request may use.
+pub const ROLES: [&str; 6] = [
     "system",
     "developer",
     "user",

@@ -6,7 +6,7 @@ mod entry;
 mod generation;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -98,18 +98,7 @@ impl Registry {
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let period =
             (self.ttl.min(self.grace) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let registry: Weak<Self> = Arc::downgrade(self);
-        actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match registry.upgrade() {
-                    Some(registry) => registry.sweep(),
-                    None => return,
-                }
-            }
-        });
+        crate::periodic::every(self, period, Self::sweep);
     }
 }
 

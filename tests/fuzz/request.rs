@@ -10,18 +10,11 @@ use streamgate::error::ApiError;
 use streamgate::request::{ChatRequest, Dialect};
 use streamgate::settings::Settings;
 
+use streamgate::request::ROLES;
+
 use crate::json;
 
 static SETTINGS: LazyLock<Settings> = LazyLock::new(|| Settings::from_pairs(&[]).unwrap());
-
-const ROLES: [&str; 6] = [
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
-];
 
 /// Parses in both dialects; a refusal must be a 400 with a message.
 fn parse_both(bytes: &[u8]) -> Result<(), TestCaseError> {
