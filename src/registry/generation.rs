@@ -33,15 +33,23 @@ pub async fn run(
 ) {
     outcome.stream_id = Some(entry.id.clone());
     let cancel = entry.cancelled();
-    let opened = tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(End::Cancelled),
-        _ = shutdown.cancelled() => Err(End::Shutdown),
-        opened = backend.open(&request, outcome.request_id()) => opened.map_err(|e| {
-            entry.set_opening_error(e.clone());
-            End::Failed(e)
-        }),
+    let opened = {
+        // Boxed so that its memory goes once it resolves: a task keeps the allocation its
+        // largest state needs for its whole life, and opening (connecting, sending, the
+        // reqwest machinery) is far larger than relaying an idle stream.
+        let opening = Box::pin(backend.open(&request, outcome.request_id()));
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(End::Cancelled),
+            _ = shutdown.cancelled() => Err(End::Shutdown),
+            opened = opening => opened.map_err(|e| {
+                entry.set_opening_error(e.clone());
+                End::Failed(e)
+            }),
+        }
     };
+    // The parsed request (messages and all) is not needed once the upstream has it.
+    drop(request);
     let end = match opened {
         Err(end) => end,
         Ok(opened) => {
