@@ -29,8 +29,12 @@ pub struct Opened {
     pub upstream_ttft: Duration,
 }
 
+/// Cheap to clone (one reference count): a streaming request keeps a clone for as long as it
+/// runs, so a deep copy (URLs, key, client handles) would be memory held per open stream.
 #[derive(Clone)]
-pub struct Backend {
+pub struct Backend(Arc<Inner>);
+
+struct Inner {
     source: Source,
     first_token_timeout: Duration,
     idle_timeout: Duration,
@@ -50,20 +54,20 @@ impl Backend {
             None => Source::Mock(MockModel::new(settings)),
             Some(base) => Source::Upstream(UpstreamClient::new(settings, base, metrics)?),
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             source,
             first_token_timeout: Duration::from_secs(
                 settings.upstream_first_token_timeout_secs.get(),
             ),
             idle_timeout: Duration::from_secs(settings.upstream_idle_timeout_secs.get()),
             metrics: Arc::clone(metrics),
-        })
+        })))
     }
 
     /// Counts a failure on its way to the caller.
     fn counted<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
         if let Err(error) = &result {
-            self.metrics.upstream_error(error);
+            self.0.metrics.upstream_error(error);
         }
         result
     }
@@ -78,7 +82,7 @@ impl Backend {
     ) -> Result<Opened, UpstreamError> {
         let started = Instant::now();
         let opening = async {
-            let mut stream: ChunkStream = match &self.source {
+            let mut stream: ChunkStream = match &self.0.source {
                 Source::Mock(mock) => Box::pin(mock.stream(request)),
                 Source::Upstream(client) => {
                     let data = client
@@ -93,9 +97,9 @@ impl Backend {
                 None => Err(UpstreamError::Truncated),
             }
         };
-        let opened = tokio::time::timeout(self.first_token_timeout, opening)
+        let opened = tokio::time::timeout(self.0.first_token_timeout, opening)
             .await
-            .map_err(|_| UpstreamError::FirstTokenTimeout(self.first_token_timeout.as_secs()))
+            .map_err(|_| UpstreamError::FirstTokenTimeout(self.0.first_token_timeout.as_secs()))
             .and_then(|opened| opened);
         let (first, rest) = self.counted(opened)?;
         let upstream_ttft = started.elapsed();
@@ -103,8 +107,8 @@ impl Backend {
             chunks: Box::pin(Guarded::new(
                 first,
                 rest,
-                self.idle_timeout,
-                Arc::clone(&self.metrics),
+                self.0.idle_timeout,
+                Arc::clone(&self.0.metrics),
             )),
             upstream_ttft,
         })
@@ -117,23 +121,23 @@ impl Backend {
         request_id: &str,
     ) -> Result<Bytes, UpstreamError> {
         let answer = async {
-            match &self.source {
+            match &self.0.source {
                 Source::Mock(mock) => mock.complete(request).await,
                 Source::Upstream(client) => {
                     client.complete(request.upstream_body(), request_id).await
                 }
             }
         };
-        let answer = tokio::time::timeout(self.first_token_timeout, answer)
+        let answer = tokio::time::timeout(self.0.first_token_timeout, answer)
             .await
-            .map_err(|_| UpstreamError::FirstTokenTimeout(self.first_token_timeout.as_secs()))
+            .map_err(|_| UpstreamError::FirstTokenTimeout(self.0.first_token_timeout.as_secs()))
             .and_then(|answer| answer);
         self.counted(answer)
     }
 
     /// The upstream's model list, or `None` in mock mode.
     pub async fn models(&self) -> Option<Result<Bytes, UpstreamError>> {
-        match &self.source {
+        match &self.0.source {
             Source::Mock(_) => None,
             Source::Upstream(client) => Some(self.counted(client.models().await)),
         }
@@ -141,7 +145,7 @@ impl Backend {
 
     /// Text from an upstream, made safe to show a client.
     pub fn sanitize(&self, message: &str) -> String {
-        match &self.source {
+        match &self.0.source {
             Source::Mock(_) => message.to_owned(),
             Source::Upstream(client) => client.sanitize(message),
         }

@@ -48,7 +48,9 @@ struct Summary {
 struct Fields {
     status: Option<u16>,
     stream_id: Option<String>,
-    generation: Option<Generation>,
+    /// Boxed: it is filled in only when the generation ends, and the summary of every
+    /// running stream is held for as long as it runs.
+    generation: Option<Box<Generation>>,
 }
 
 /// What a generation adds to the line of the request that started it.
@@ -100,7 +102,7 @@ impl RequestLog {
     }
 
     pub fn set_generation(&self, generation: Generation) {
-        self.0.fields().generation = Some(generation);
+        self.0.fields().generation = Some(Box::new(generation));
     }
 }
 
@@ -126,7 +128,7 @@ impl Drop for Summary {
             self.metrics.request(self.route, CLIENT_CLOSED);
             CLIENT_CLOSED
         });
-        let generation = fields.generation.as_ref();
+        let generation = fields.generation.as_deref();
         let quiet = status < 400 && PROBES.contains(&self.route.name);
         macro_rules! summary {
             ($level:expr) => {

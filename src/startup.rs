@@ -19,6 +19,19 @@ use crate::settings::Settings;
 use crate::state::{AppState, Shared};
 use crate::upstream::ClientBuildError;
 
+/// Connections the kernel queues, fully established, before the acceptor takes them.
+///
+/// std's `TcpListener::bind` listens with 128. A burst larger than that (thousands of
+/// EventSource clients reconnecting together after a restart or a network blip, or a load
+/// balancer failing over to this instance) overflows the queue while actix's single accept
+/// thread hands sockets to the workers; the kernel then drops the handshakes and clients
+/// retry only after 1 s, 3 s, 7 s... of SYN back-off, which shows up as seconds of added
+/// time to first token. 2048 is actix-server's own default for sockets it binds itself
+/// (this one is bound here, so that start-up can name the address that failed); queued
+/// connections cost only kernel memory while they wait; the kernel caps the value at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: u32 = 2048;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {address}: {source}")]
@@ -47,6 +60,8 @@ impl Application {
             address: address.clone(),
             source,
         })?;
+        // Listening again on a listening socket only changes its queue length.
+        socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG as i32)?;
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new(&crate::routes::PATTERNS);
         // Built once here so a bad upstream setting fails start-up, then per worker below.
@@ -93,6 +108,8 @@ impl Application {
         // Signals are ours: draining needs to happen before actix stops accepting.
         .disable_signals()
         .shutdown_timeout(5)
+        // Only used for sockets actix binds itself; ours got it above. Set for consistency.
+        .backlog(LISTEN_BACKLOG)
         .listen(listener)?
         .run();
         Ok(Self {

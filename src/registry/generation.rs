@@ -36,15 +36,23 @@ pub async fn run(
     let cancel = entry.cancelled();
     let mut cancelled = std::pin::pin!(cancel.cancelled());
     let mut shutting_down = std::pin::pin!(shutdown.cancelled());
-    let opened = tokio::select! {
-        biased;
-        _ = &mut cancelled => Err(End::Cancelled),
-        _ = &mut shutting_down => Err(End::Shutdown),
-        opened = backend.open(&request, outcome.request_id()) => opened.map_err(|e| {
-            entry.set_opening_error(e.clone());
-            End::Failed(e)
-        }),
+    let opened = {
+        // Boxed so that its memory goes once it resolves: a task keeps the allocation its
+        // largest state needs for its whole life, and opening (connecting, sending, the
+        // reqwest machinery) is far larger than relaying an idle stream.
+        let opening = Box::pin(backend.open(&request, outcome.request_id()));
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => Err(End::Cancelled),
+            _ = &mut shutting_down => Err(End::Shutdown),
+            opened = opening => opened.map_err(|e| {
+                entry.set_opening_error(e.clone());
+                End::Failed(e)
+            }),
+        }
     };
+    // The parsed request (messages and all) is not needed once the upstream has it.
+    drop(request);
     let end = match opened {
         Err(end) => end,
         Ok(opened) => {
