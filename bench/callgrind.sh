@@ -8,7 +8,7 @@
 # Needs valgrind and the bench binaries (cargo build --release -p streamgate-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/streamgate}
+bin=$(realpath "${1:-target/release/streamgate}")
 dialect=${2:-openai}
 bins=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 out=$(mktemp -d)
@@ -19,7 +19,7 @@ trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
 pids+=($!)
 (cd "$out" && exec env -i PATH="$PATH" UPSTREAM_BASE_URL=http://127.0.0.1:19081/v1 PORT=19080 \
   RATE_LIMIT_RPM=0 MAX_STREAMS_PER_CLIENT=100000 RUST_LOG=warn \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" "$OLDPWD/$bin" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" "$bin" \
   >/dev/null 2>&1) &
 pids+=($!)
 for _ in $(seq 150); do curl -fsS http://127.0.0.1:19080/healthz >/dev/null 2>&1 && break; sleep 0.2; done

@@ -36,8 +36,12 @@ use crate::{
     ConnectionType, Error, Extensions, HttpMessage, OnConnectData, Request, Response, StatusCode,
 };
 
-const LW_BUFFER_SIZE: usize = 1024;
 const HW_BUFFER_SIZE: usize = 1024 * 8;
+/// A new connection's read buffer: most request heads (and small bodies) fit, and an idle
+/// connection (a long response streaming, or keep-alive) does not hold 8 KiB for them.
+const INIT_READ_BUFFER_SIZE: usize = 1024;
+/// The read buffer grows (to `HW_BUFFER_SIZE`) only when less than this is free in it.
+const MIN_READ_SPACE: usize = 256;
 const MAX_PIPELINED_MESSAGES: usize = 16;
 
 /// Write buffer capacity at which we reallocate it after flushing.
@@ -304,8 +308,9 @@ where
                     graceful_shutdown: config.graceful_shutdown(),
 
                     io: Some(io),
-                    read_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
-                    write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
+                    read_buf: BytesMut::with_capacity(INIT_READ_BUFFER_SIZE),
+                    // grows to what the first response needs
+                    write_buf: BytesMut::new(),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
                     codec: Codec::new(config),
@@ -399,7 +404,7 @@ where
 
         // All bytes have been accepted by the I/O stream, so the buffer can be reused or released.
         if *write_buf_needs_reset {
-            *write_buf = BytesMut::with_capacity(HW_BUFFER_SIZE);
+            *write_buf = BytesMut::new();
             *write_buf_needs_reset = false;
         } else {
             write_buf.clear();
@@ -1236,7 +1241,7 @@ where
 
             // grow buffer if necessary.
             let remaining = this.read_buf.capacity() - this.read_buf.len();
-            if remaining < LW_BUFFER_SIZE {
+            if remaining < MIN_READ_SPACE {
                 this.read_buf.reserve(HW_BUFFER_SIZE - remaining);
             }
 
