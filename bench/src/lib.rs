@@ -7,3 +7,18 @@
 pub mod hist;
 pub mod procfs;
 pub mod sse;
+
+/// A tokio runtime: current-thread for one thread (no cross-thread wake-ups, and on a 2-core
+/// machine it never takes more than one core from the system under test), else multi-thread.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}

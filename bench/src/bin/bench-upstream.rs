@@ -94,18 +94,7 @@ type RespBody = Either<Full<Bytes>, ChunkStream>;
 
 fn main() {
     let args = Args::parse();
-    let threads = args.threads.max(1);
-    let rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .expect("tokio runtime");
+    let rt = streamgate_bench::runtime(args.threads).expect("tokio runtime");
     if let Err(e) = rt.block_on(serve(args)) {
         eprintln!("bench-upstream: {e}");
         std::process::exit(1);

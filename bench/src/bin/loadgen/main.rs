@@ -163,19 +163,6 @@ fn target(c: &Common) -> Result<Target, String> {
     )
 }
 
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-}
-
 fn finish(
     c: &Common,
     tgt: &Target,
@@ -244,7 +231,7 @@ fn main() -> ExitCode {
                 connect_timeout: secs(a.connect_timeout_secs),
                 pids: a.common.pids.clone(),
             };
-            let rt = runtime(a.common.threads).expect("tokio runtime");
+            let rt = streamgate_bench::runtime(a.common.threads).expect("tokio runtime");
             let mut v = rt.block_on(run::run(tgt.clone(), opts));
             v["concurrency"] = a.concurrency.into();
             finish(&a.common, &tgt, v, report::human_run)
@@ -266,7 +253,7 @@ fn main() -> ExitCode {
                 settle: secs(a.settle_secs),
                 pids: a.common.pids.clone(),
             };
-            let rt = runtime(a.common.threads).expect("tokio runtime");
+            let rt = streamgate_bench::runtime(a.common.threads).expect("tokio runtime");
             let v = rt.block_on(hold::hold(tgt.clone(), opts));
             finish(&a.common, &tgt, v, report::human_hold)
         }
