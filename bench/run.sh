@@ -11,7 +11,7 @@
 #   SYSTEMS="direct gateway nginx"  subset of systems [all; nginx only if installed]
 #   DURATION=8 WARMUP=2    seconds measured / warm-up per closed-loop run
 #   HOLD_STREAMS=5000 MAX_TEST_STREAMS=9000 HOLD_SECS=5
-#   UP_PORT=18081 GW_PORT=18080 NGX_PORT=18082 UPSTREAM_THREADS=1 LOADGEN_THREADS=2
+#   UP_PORT=18081 GW_PORT=18080 NGX_PORT=18082 UPSTREAM_THREADS=1 LOADGEN_THREADS=2 SUT_WORKERS=2
 #   OUT=dir                results directory [a new /tmp/streamgate-bench.XXXXXX]
 set -euo pipefail
 
@@ -31,6 +31,8 @@ GW_PORT=${GW_PORT:-18080}
 NGX_PORT=${NGX_PORT:-18082}
 UPSTREAM_THREADS=${UPSTREAM_THREADS:-1}
 LOADGEN_THREADS=${LOADGEN_THREADS:-2}
+# Worker threads of the gateway (WORKERS) and worker processes of nginx: the same for both.
+SUT_WORKERS=${SUT_WORKERS:-2}
 OUT=${OUT:-$(mktemp -d /tmp/streamgate-bench.XXXXXX)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -119,7 +121,7 @@ stop_upstream() { stop_pid "$UP_PID"; UP_PID=; }
 GW_PID=
 GW_ENV=(UPSTREAM_BASE_URL="http://127.0.0.1:$UP_PORT/v1" HOST=127.0.0.1 PORT="$GW_PORT"
   RATE_LIMIT_RPM=100000000 RATE_LIMIT_BURST=100000000 MAX_STREAMS_PER_CLIENT=100000
-  MAX_STREAMS=100000 RUST_LOG=warn HEARTBEAT_SECS=15 SHUTDOWN_GRACE_SECS=2)
+  MAX_STREAMS=100000 RUST_LOG=warn HEARTBEAT_SECS=15 SHUTDOWN_GRACE_SECS=2 WORKERS="$SUT_WORKERS")
 start_gateway() {
   grep -qF "$GATEWAY_BIN" "$CMDS" || echo "env ${GW_ENV[*]} $GATEWAY_BIN" >>"$CMDS"
   # Started from $OUT so that no .env of the work tree is read.
@@ -145,7 +147,7 @@ write_nginx_conf() {
   nofile=$(ulimit -Hn)
   cat >"$NGX_DIR/nginx.conf" <<EOF
 # Written by bench/run.sh: nginx as a plain streaming reverse proxy for comparison.
-worker_processes 2;
+worker_processes $SUT_WORKERS;
 worker_rlimit_nofile $nofile;
 pid $NGX_DIR/nginx.pid;
 error_log $NGX_DIR/error.log warn;

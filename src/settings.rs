@@ -77,6 +77,8 @@ settings! {
     host: String = "HOST", "127.0.0.1";
     /// Port to listen on (0 picks a free one)
     port: u16 = "PORT", "8080";
+    /// Worker threads, each with its own event loop and upstream connections; 0 = one per CPU
+    workers: usize = "WORKERS", "0";
     /// OpenAI-compatible base URL, e.g. https://api.openai.com/v1; empty serves the built-in mock model
     upstream_base_url: UpstreamUrl = "UPSTREAM_BASE_URL", "";
     /// Key sent upstream as `Authorization: Bearer`; never shown to clients or logs

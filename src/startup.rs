@@ -84,6 +84,10 @@ impl Application {
         shared.registry.spawn_sweeper();
         shared.rate_limits.spawn_pruner(ratelimit::PRUNE_EVERY);
         let factory_shared = shared.clone();
+        let workers = match shared.settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
         let server = HttpServer::new(move || {
             let shared = factory_shared.clone();
             // Each worker gets its own upstream connection pool.
@@ -108,6 +112,7 @@ impl Application {
         // Signals are ours: draining needs to happen before actix stops accepting.
         .disable_signals()
         .shutdown_timeout(5)
+        .workers(workers)
         // Only used for sockets actix binds itself; ours got it above. Set for consistency.
         .backlog(LISTEN_BACKLOG)
         .listen(listener)?

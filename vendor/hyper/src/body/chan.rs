@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -8,10 +9,17 @@ use http::HeaderMap;
 
 use crate::common::lock::LockResultExt;
 
+/// streamgate patch: data chunks the connection already has in its read buffer may wait here,
+/// beyond the one in `item`, so the reader takes them in one go instead of one per task switch.
+/// A consumer relaying a stream (a proxy) then writes a burst of chunks with one syscall
+/// instead of one each. Still bounded, so a slow reader still backs up into TCP.
+const QUEUED_MAX: usize = 15;
+
 pub(crate) fn channel(wanter: bool) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             item: None,
+            queued: VecDeque::new(),
             pending_error: None,
             trailers: None,
             sender_open: true,
@@ -53,6 +61,9 @@ struct Shared {
 
 struct State {
     item: Option<Result<Bytes, crate::Error>>,
+    // Data after `item`, in order; only ever non-empty while `item` is `Some`. Starts without an
+    // allocation, so a body that never has two chunks waiting costs nothing for it.
+    queued: VecDeque<Bytes>,
     // An error must not displace data which was already accepted. The old
     // mpsc channel achieved this by sending the error from a cloned sender.
     pending_error: Option<crate::Error>,
@@ -62,13 +73,19 @@ struct State {
     want: bool,
 }
 
+impl State {
+    fn has_room(&self) -> bool {
+        self.item.is_none() || self.queued.len() < QUEUED_MAX
+    }
+}
+
 impl Sender {
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         self.shared.sender_waker.register(cx.waker());
         let state = self.shared.state.lock().panic_if_poisoned();
         if !state.receiver_open {
             Poll::Ready(Err(crate::Error::new_closed()))
-        } else if state.want && state.item.is_none() && state.pending_error.is_none() {
+        } else if state.want && state.has_room() && state.pending_error.is_none() {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
@@ -92,12 +109,16 @@ impl Sender {
         let mut state = self.shared.state.lock().panic_if_poisoned();
         if !state.receiver_open
             || !state.want
-            || state.item.is_some()
+            || !state.has_room()
             || state.pending_error.is_some()
         {
             return Err(chunk);
         }
-        state.item = Some(Ok(chunk));
+        if state.item.is_none() {
+            state.item = Some(Ok(chunk));
+        } else {
+            state.queued.push_back(chunk);
+        }
         drop(state);
         self.shared.receiver_waker.wake();
         Ok(())
@@ -172,6 +193,7 @@ impl Receiver {
             false
         };
         if let Some(item) = state.item.take() {
+            state.item = state.queued.pop_front().map(Ok);
             drop(state);
             self.shared.sender_waker.wake();
             return Poll::Ready(Some(item));
@@ -258,6 +280,24 @@ mod tests {
         drop(tx);
 
         assert_eq!(recv(&mut rx).await.unwrap().unwrap(), "data");
+        assert!(recv(&mut rx).await.unwrap().is_err());
+        assert!(recv(&mut rx).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn buffered_chunks_queue_in_order_up_to_the_bound() {
+        let (mut tx, mut rx) = channel(false);
+        let mut sent = 0;
+        while tx.try_send_data(Bytes::from(sent.to_string())).is_ok() {
+            sent += 1;
+        }
+        assert_eq!(sent, QUEUED_MAX + 1);
+        tx.send_error(crate::Error::new_incomplete());
+        drop(tx);
+
+        for i in 0..sent {
+            assert_eq!(recv(&mut rx).await.unwrap().unwrap(), i.to_string());
+        }
         assert!(recv(&mut rx).await.unwrap().is_err());
         assert!(recv(&mut rx).await.is_none());
     }
