@@ -1,14 +1,15 @@
 //! One streamed chunk: the upstream's JSON kept byte for byte, plus what the gateway needs
-//! from it, found in a single borrowing parse (no copy of the text it points into).
+//! from it, found by one scan that only records where things are (see `scan.rs` for why not
+//! serde_json).
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::UpstreamError;
+use super::scan::{Cursor, Scan, ScanError, decode_string};
 
 /// Token counts, as upstreams report them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,40 +35,26 @@ pub struct Chunk {
     pub choices_empty: bool,
 }
 
-#[derive(Deserialize)]
-struct ChunkView<'a> {
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChoiceView<'a>>>,
-    #[serde(default)]
+/// What one scan of a chunk found, as ranges into its text.
+#[derive(Default)]
+struct Found {
+    choices: usize,
+    /// `delta` of the first choice with index 0.
+    first: Option<Delta>,
+    /// The first choice's `finish_reason` that is not null.
+    finish_reason: Option<Range<usize>>,
     usage: Option<Usage>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    object: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
+    error: Option<Range<usize>>,
+    object: Option<Range<usize>>,
+    message: Option<Range<usize>>,
 }
 
-#[derive(Deserialize)]
-struct ChoiceView<'a> {
-    #[serde(default)]
-    index: u32,
-    #[serde(borrow, default)]
-    delta: Option<DeltaView<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct DeltaView<'a> {
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    reasoning: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tool_calls: Option<&'a RawValue>,
+#[derive(Default, Clone)]
+struct Delta {
+    content: Option<Range<usize>>,
+    reasoning_content: Option<Range<usize>>,
+    reasoning: Option<Range<usize>>,
+    tool_calls: Option<Range<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -76,48 +63,196 @@ struct ErrorBody<'a> {
     message: Option<Cow<'a, str>>,
 }
 
+/// Rejects a key seen before in the same object, as serde's derived structs do; `bit` names it.
+fn first_time(cursor: &mut Cursor<'_>, seen: &mut u8, bit: u8) -> Scan<()> {
+    if *seen & bit != 0 {
+        return Err(cursor.error_here("duplicate field"));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
+/// `null` or a value of the kind `take` reads.
+fn nullable<'t>(
+    cursor: &mut Cursor<'t>,
+    take: impl FnOnce(&mut Cursor<'t>) -> Scan<Range<usize>>,
+) -> Scan<Option<Range<usize>>> {
+    if cursor.null()? {
+        Ok(None)
+    } else {
+        take(cursor).map(Some)
+    }
+}
+
+fn scan_chunk(cursor: &mut Cursor<'_>) -> Scan<Found> {
+    let mut found = Found::default();
+    let mut seen = 0;
+    cursor.object(|cursor, key| {
+        match &*key {
+            b"choices" => {
+                first_time(cursor, &mut seen, 1)?;
+                if !cursor.null()? {
+                    cursor.array(|cursor| scan_choice(cursor, &mut found))?;
+                }
+            }
+            b"usage" => {
+                first_time(cursor, &mut seen, 2)?;
+                found.usage = if cursor.null()? {
+                    None
+                } else {
+                    Some(scan_usage(cursor)?)
+                };
+            }
+            b"error" => {
+                first_time(cursor, &mut seen, 4)?;
+                found.error = nullable(cursor, Cursor::value)?;
+            }
+            b"object" => {
+                first_time(cursor, &mut seen, 8)?;
+                found.object = nullable(cursor, Cursor::string)?;
+            }
+            b"message" => {
+                first_time(cursor, &mut seen, 16)?;
+                found.message = nullable(cursor, Cursor::string)?;
+            }
+            _ => {
+                cursor.value()?;
+            }
+        }
+        Ok(())
+    })?;
+    cursor.end()?;
+    Ok(found)
+}
+
+fn scan_choice(cursor: &mut Cursor<'_>, found: &mut Found) -> Scan<()> {
+    let mut index = 0;
+    let mut delta = None;
+    let mut finish_reason = None;
+    let mut seen = 0;
+    cursor.object(|cursor, key| {
+        match &*key {
+            b"index" => {
+                first_time(cursor, &mut seen, 1)?;
+                let at = cursor.error_here("expected a number from 0 to 4294967295");
+                index = u32::try_from(cursor.u64()?).map_err(|_| at)?;
+            }
+            b"delta" => {
+                first_time(cursor, &mut seen, 2)?;
+                delta = if cursor.null()? {
+                    None
+                } else {
+                    Some(scan_delta(cursor)?)
+                };
+            }
+            b"finish_reason" => {
+                first_time(cursor, &mut seen, 4)?;
+                finish_reason = nullable(cursor, Cursor::string)?;
+            }
+            _ => {
+                cursor.value()?;
+            }
+        }
+        Ok(())
+    })?;
+    found.choices += 1;
+    if found.finish_reason.is_none() {
+        found.finish_reason = finish_reason;
+    }
+    if index == 0 && found.first.is_none() {
+        found.first = Some(delta.unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn scan_delta(cursor: &mut Cursor<'_>) -> Scan<Delta> {
+    let mut delta = Delta::default();
+    let mut seen = 0;
+    cursor.object(|cursor, key| {
+        let (bit, slot) = match &*key {
+            b"content" => (1, &mut delta.content),
+            b"reasoning_content" => (2, &mut delta.reasoning_content),
+            b"reasoning" => (4, &mut delta.reasoning),
+            b"tool_calls" => (8, &mut delta.tool_calls),
+            _ => return cursor.value().map(drop),
+        };
+        first_time(cursor, &mut seen, bit)?;
+        *slot = nullable(cursor, Cursor::value)?;
+        Ok(())
+    })?;
+    Ok(delta)
+}
+
+fn scan_usage(cursor: &mut Cursor<'_>) -> Scan<Usage> {
+    let mut usage = Usage::default();
+    let mut seen = 0;
+    cursor.object(|cursor, key| {
+        let (bit, slot) = match &*key {
+            b"prompt_tokens" => (1, &mut usage.prompt_tokens),
+            b"completion_tokens" => (2, &mut usage.completion_tokens),
+            b"total_tokens" => (4, &mut usage.total_tokens),
+            _ => return cursor.value().map(drop),
+        };
+        first_time(cursor, &mut seen, bit)?;
+        *slot = cursor.u64()?;
+        Ok(())
+    })?;
+    Ok(usage)
+}
+
 impl Chunk {
     /// Parses one `data:` payload. An error the upstream reports in-band becomes `Err`.
     pub fn parse(raw: Bytes) -> Result<Chunk, UpstreamError> {
-        let view: ChunkView<'_> = serde_json::from_slice(&raw)
-            .map_err(|e| UpstreamError::InvalidEvent(format!("not a JSON chunk ({e})")))?;
-        if let Some(error) = view.error {
-            let message = serde_json::from_str::<ErrorBody<'_>>(error.get())
+        let invalid = |e: ScanError| UpstreamError::InvalidEvent(format!("not a JSON chunk ({e})"));
+        // Nearly every chunk is ASCII; checking that is several times cheaper than UTF-8.
+        if !raw.is_ascii() {
+            std::str::from_utf8(&raw).map_err(|e| {
+                invalid(ScanError {
+                    at: e.valid_up_to(),
+                    what: "invalid UTF-8",
+                })
+            })?;
+        }
+        let mut cursor = Cursor::new(&raw);
+        if cursor.peek() != Some(b'{') {
+            return Err(invalid(cursor.error_here("expected a JSON object")));
+        }
+        let found = scan_chunk(&mut cursor).map_err(invalid)?;
+        if let Some(error) = found.error {
+            let error = &raw[error];
+            let message = serde_json::from_slice::<ErrorBody<'_>>(error)
                 .ok()
                 .and_then(|b| b.message.map(Cow::into_owned))
-                .unwrap_or_else(|| error.get().to_owned());
+                .unwrap_or_else(|| String::from_utf8_lossy(error).into_owned());
             return Err(UpstreamError::Reported(message));
         }
-        if view.object.as_deref() == Some("error") {
-            let message = view.message.map(Cow::into_owned);
+        // Every chunk says `"object":"chat.completion.chunk"`: compare bytes, decode only escapes.
+        let is_error = |o: &Range<usize>| match &raw[o.clone()] {
+            b"\"error\"" => true,
+            text => text.contains(&b'\\') && decode_string(text) == "error",
+        };
+        if found.object.as_ref().is_some_and(is_error) {
+            let message = found.message.map(|m| decode_string(&raw[m]).into_owned());
             return Err(UpstreamError::Reported(
                 message.unwrap_or_else(|| "unspecified error".to_owned()),
             ));
         }
-        let base = raw.as_ptr() as usize;
-        let span = |v: Option<&RawValue>| {
-            v.filter(|v| !matches!(v.get(), "\"\"" | "null" | "[]"))
-                .map(|v| {
-                    let start = v.get().as_ptr() as usize - base;
-                    start..start + v.get().len()
-                })
+        // An empty string, `null` or `[]` carries nothing a reader would see.
+        let span = |v: Option<Range<usize>>| {
+            v.filter(|v| !matches!(&raw[v.clone()], b"\"\"" | b"null" | b"[]"))
         };
-        let choices = view.choices.unwrap_or_default();
-        let finish_reason = choices
-            .iter()
-            .find_map(|c| c.finish_reason.as_deref().map(str::to_owned));
-        let first = choices.iter().find(|c| c.index == 0);
-        let delta = first.and_then(|c| c.delta.as_ref());
-        let chunk = Chunk {
-            content: span(delta.and_then(|d| d.content)),
-            reasoning: span(delta.and_then(|d| d.reasoning_content.or(d.reasoning))),
-            tool_calls: span(delta.and_then(|d| d.tool_calls)),
-            finish_reason,
-            usage: view.usage,
-            choices_empty: choices.is_empty(),
-            raw: Bytes::new(),
-        };
-        Ok(Chunk { raw, ..chunk })
+        let delta = found.first.unwrap_or_default();
+        Ok(Chunk {
+            content: span(delta.content),
+            reasoning: span(delta.reasoning_content.or(delta.reasoning)),
+            tool_calls: span(delta.tool_calls),
+            finish_reason: found
+                .finish_reason
+                .map(|r| decode_string(&raw[r]).into_owned()),
+            usage: found.usage,
+            choices_empty: found.choices == 0,
+            raw,
+        })
     }
 
     /// The chunk's JSON exactly as the upstream sent it.
@@ -220,6 +355,48 @@ mod tests {
             parse("[1,2]"),
             Err(UpstreamError::InvalidEvent(_))
         ));
+    }
+
+    #[test]
+    fn a_repeated_field_is_invalid_as_serde_would_have_it() {
+        for s in [
+            r#"{"choices":[],"choices":[]}"#,
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+            r#"{"usage":{"total_tokens":1,"total_tokens":2}}"#,
+        ] {
+            assert!(
+                matches!(parse(s), Err(UpstreamError::InvalidEvent(_))),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_keys_and_whitespace_are_read_like_plain_ones() {
+        let c = parse(
+            "{ \"choices\" : [ { \"d\\u0065lta\" : { \"content\" : \"hi\" } ,\n\"finish_reason\":\"st\\u006fp\"} ] }",
+        )
+        .unwrap();
+        assert_eq!(c.content_json().unwrap(), br#""hi""#);
+        assert_eq!(c.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn wrong_types_in_read_fields_are_invalid() {
+        for s in [
+            r#"{"choices":{}}"#,
+            r#"{"choices":[{"index":-1}]}"#,
+            r#"{"choices":[{"delta":"x"}]}"#,
+            r#"{"choices":[{"finish_reason":1}]}"#,
+            r#"{"usage":{"total_tokens":1.5}}"#,
+            r#"{"object":5}"#,
+            r#"{"choices":[]} x"#,
+        ] {
+            assert!(
+                matches!(parse(s), Err(UpstreamError::InvalidEvent(_))),
+                "{s}"
+            );
+        }
     }
 
     #[test]

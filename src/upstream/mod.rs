@@ -4,6 +4,7 @@ mod chunk;
 mod client;
 mod error;
 mod sanitize;
+mod scan;
 mod sse;
 
 use bytes::Bytes;

@@ -15,6 +15,7 @@
 // A property that fails should fail loudly, right where it went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chunk;
 mod json;
 mod request;
 mod sse;
