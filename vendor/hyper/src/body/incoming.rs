@@ -447,14 +447,17 @@ mod tests {
 
     #[cfg(feature = "http1")]
     #[test]
-    fn channel_buffers_one() {
+    fn channel_buffers_a_bounded_queue() {
         let (mut tx, _rx) = Incoming::channel();
 
-        tx.try_send_data("chunk 1".into()).expect("send 1");
+        // streamgate patch: one chunk in the slot plus up to 15 queued behind it.
+        for i in 0..16 {
+            tx.try_send_data(format!("chunk {i}").into()).expect("send");
+        }
 
         // buffer is now full
-        let chunk2 = tx.try_send_data("chunk 2".into()).expect_err("send 2");
-        assert_eq!(chunk2, "chunk 2");
+        let chunk = tx.try_send_data("chunk 16".into()).expect_err("send 16");
+        assert_eq!(chunk, "chunk 16");
     }
 
     #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
