@@ -24,24 +24,33 @@ enum End {
     TooLong,
 }
 
-pub async fn run(
+/// The generation's task. Not an `async fn`: one keeps every argument twice in its future
+/// (as passed, and moved into its body), the parsed request among them. A task's future is
+/// allocated at its largest state and held until the stream ends, which for an idle stream
+/// can be minutes, so it should hold no more than relaying needs: the outcome and a few
+/// handles (bench/run.sh scenario (c)).
+pub fn run(
     entry: Arc<Entry>,
     backend: Backend,
     request: ChatRequest,
     shutdown: CancellationToken,
     mut outcome: Outcome,
-) {
+) -> impl Future<Output = ()> {
     outcome.stream_id = Some(entry.id.clone());
-    // Each waiter is registered once for the whole generation, not once per event.
-    let cancel = entry.cancelled();
-    let mut cancelled = std::pin::pin!(cancel.cancelled());
-    let mut shutting_down = std::pin::pin!(shutdown.cancelled());
-    let opened = {
-        // Boxed so that its memory goes once it resolves: a task keeps the allocation its
-        // largest state needs for its whole life, and opening (connecting, sending, the
-        // reqwest machinery) is far larger than relaying an idle stream.
-        let opening = Box::pin(backend.open(&request, outcome.request_id()));
-        tokio::select! {
+    // Boxed, and owning the parsed request (messages and all), so that both go once the
+    // upstream has answered: opening (connecting, sending, the reqwest machinery) is far
+    // larger than relaying an idle stream.
+    let opening = {
+        let backend = backend.clone();
+        let request_id = outcome.request_id().to_owned();
+        Box::pin(async move { backend.open(&request, &request_id).await })
+    };
+    async move {
+        // Each waiter is registered once for the whole generation, not once per event.
+        let cancel = entry.cancelled();
+        let mut cancelled = std::pin::pin!(cancel.cancelled());
+        let mut shutting_down = std::pin::pin!(shutdown.cancelled());
+        let opened = tokio::select! {
             biased;
             _ = &mut cancelled => Err(End::Cancelled),
             _ = &mut shutting_down => Err(End::Shutdown),
@@ -49,77 +58,75 @@ pub async fn run(
                 entry.set_opening_error(e.clone());
                 End::Failed(e)
             }),
+        };
+        let end = match opened {
+            Err(end) => end,
+            Ok(opened) => {
+                outcome.opened(opened.upstream_ttft);
+                let stop = async {
+                    tokio::select! {
+                        biased;
+                        _ = &mut cancelled => End::Cancelled,
+                        _ = &mut shutting_down => End::Shutdown,
+                    }
+                };
+                relay(&entry, opened.chunks, stop, &mut outcome).await
+            }
+        };
+        let finish = match end {
+            End::Done => Finish::Upstream("stop".to_owned()),
+            End::Failed(error) => {
+                let message = backend.sanitize(&error.to_string());
+                entry.append(|buf, id| {
+                    write_error(buf, id, error.code(), &message);
+                    true
+                });
+                Finish::from_error(&error)
+            }
+            End::Cancelled => Finish::Cancelled(entry.cancel_reason()),
+            End::Shutdown => {
+                entry.append(|buf, id| {
+                    write_error(
+                        buf,
+                        id,
+                        "shutting_down",
+                        "the gateway is shutting down; the answer was cut short",
+                    );
+                    true
+                });
+                Finish::Error("shutting_down")
+            }
+            End::TooLong => {
+                entry.append(|buf, id| {
+                    write_error(
+                        buf,
+                        id,
+                        "stream_too_long",
+                        "the answer passed the gateway's 16 MiB limit per stream",
+                    );
+                    true
+                });
+                Finish::Error("stream_too_long")
+            }
+        };
+        if matches!(finish, Finish::Upstream(_)) {
+            // A plain end keeps the finish_reason the upstream gave earlier.
+            outcome.finish(finish);
+        } else {
+            outcome.finish = Some(finish);
         }
-    };
-    // The parsed request (messages and all) is not needed once the upstream has it.
-    drop(request);
-    let end = match opened {
-        Err(end) => end,
-        Ok(opened) => {
-            outcome.opened(opened.upstream_ttft);
-            let stop = async {
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => End::Cancelled,
-                    _ = &mut shutting_down => End::Shutdown,
-                }
-            };
-            relay(&entry, opened.chunks, stop, &mut outcome).await
-        }
-    };
-    let finish = match end {
-        End::Done => Finish::Upstream("stop".to_owned()),
-        End::Failed(error) => {
-            let message = backend.sanitize(&error.to_string());
-            entry.append(|buf, id| {
-                write_error(buf, id, error.code(), &message);
-                true
-            });
-            Finish::from_error(&error)
-        }
-        End::Cancelled => Finish::Cancelled(entry.cancel_reason()),
-        End::Shutdown => {
-            entry.append(|buf, id| {
-                write_error(
-                    buf,
-                    id,
-                    "shutting_down",
-                    "the gateway is shutting down; the answer was cut short",
-                );
-                true
-            });
-            Finish::Error("shutting_down")
-        }
-        End::TooLong => {
-            entry.append(|buf, id| {
-                write_error(
-                    buf,
-                    id,
-                    "stream_too_long",
-                    "the answer passed the gateway's 16 MiB limit per stream",
-                );
-                true
-            });
-            Finish::Error("stream_too_long")
-        }
-    };
-    if matches!(finish, Finish::Upstream(_)) {
-        // A plain end keeps the finish_reason the upstream gave earlier.
-        outcome.finish(finish);
-    } else {
-        outcome.finish = Some(finish);
+        let reason = outcome
+            .finish
+            .as_ref()
+            .map_or("stop", Finish::reason)
+            .to_owned();
+        let usage = outcome.usage_or_estimate();
+        entry.append(|buf, id| {
+            write_stop(buf, id, &reason, usage, &entry.id);
+            true
+        });
+        entry.finish();
     }
-    let reason = outcome
-        .finish
-        .as_ref()
-        .map_or("stop", Finish::reason)
-        .to_owned();
-    let usage = outcome.usage_or_estimate();
-    entry.append(|buf, id| {
-        write_stop(buf, id, &reason, usage, &entry.id);
-        true
-    });
-    entry.finish();
 }
 
 /// Appends the generation's deltas to its log until it ends, one way or another.
