@@ -49,7 +49,7 @@ struct Found {
     message: Option<Range<usize>>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Delta {
     content: Option<Range<usize>>,
     reasoning_content: Option<Range<usize>>,

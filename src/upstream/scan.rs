@@ -258,6 +258,13 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Takes the closing bracket of the object or array being read.
+    fn leave(&mut self) -> Scan<()> {
+        self.at += 1;
+        self.depth -= 1;
+        Ok(())
+    }
+
     /// An object: `member` is called with each key (decoded if it holds escapes, which is
     /// rare) and must take the value that follows.
     pub fn object(
@@ -267,9 +274,7 @@ impl<'a> Cursor<'a> {
         self.expect(b'{', "expected object")?;
         self.enter()?;
         if self.peek() == Some(b'}') {
-            self.at += 1;
-            self.depth -= 1;
-            return Ok(());
+            return self.leave();
         }
         loop {
             let (key, escaped) = self.string_escaped()?;
@@ -282,11 +287,7 @@ impl<'a> Cursor<'a> {
             member(self, key)?;
             match self.peek() {
                 Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
+                Some(b'}') => return self.leave(),
                 _ => return self.fail("expected ',' or '}'"),
             }
         }
@@ -297,19 +298,13 @@ impl<'a> Cursor<'a> {
         self.expect(b'[', "expected array")?;
         self.enter()?;
         if self.peek() == Some(b']') {
-            self.at += 1;
-            self.depth -= 1;
-            return Ok(());
+            return self.leave();
         }
         loop {
             element(self)?;
             match self.peek() {
                 Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
+                Some(b']') => return self.leave(),
                 _ => return self.fail("expected ',' or ']'"),
             }
         }
