@@ -2,6 +2,7 @@ use std::{
     cmp,
     io::{self, Write as _},
     marker::PhantomData,
+    mem,
     ptr::copy_nonoverlapping,
     slice::from_raw_parts_mut,
 };
@@ -463,10 +464,12 @@ impl TransferEncoding {
                     *eof = true;
                     buf.extend_from_slice(b"0\r\n\r\n");
                 } else {
-                    writeln!(helpers::MutWriter(buf), "{:X}\r", msg.len())
-                        .map_err(io::Error::other)?;
-
-                    buf.reserve(msg.len() + 2);
+                    // streamgate patch: the size line without `fmt` (it cost ~280
+                    // instructions per chunk through `writeln!`), one reserve per chunk.
+                    let mut size = [0u8; 2 * mem::size_of::<usize>() + 2];
+                    let start = chunk_size_line(msg.len(), &mut size);
+                    buf.reserve(size.len() - start + msg.len() + 2);
+                    buf.extend_from_slice(&size[start..]);
                     buf.extend_from_slice(msg);
                     buf.extend_from_slice(b"\r\n");
                 }
@@ -555,6 +558,22 @@ unsafe fn write_camel_case(value: &[u8], buf: *mut u8, len: usize) {
     }
 }
 
+/// streamgate patch: writes `{len:X}\r\n` at the end of `out` and returns where it starts.
+fn chunk_size_line(mut len: usize, out: &mut [u8; 2 * mem::size_of::<usize>() + 2]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut pos = out.len() - 2;
+    out[pos] = b'\r';
+    out[pos + 1] = b'\n';
+    loop {
+        pos -= 1;
+        out[pos] = HEX[len & 0xf];
+        len >>= 4;
+        if len == 0 {
+            return pos;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::rc::Rc;
@@ -580,6 +599,33 @@ mod tests {
             bytes.split().freeze(),
             Bytes::from_static(b"4\r\ntest\r\n0\r\n\r\n")
         );
+    }
+
+    #[test]
+    fn chunk_size_line_is_upper_hex() {
+        for len in [
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            4095,
+            65_536,
+            usize::MAX >> 4,
+            usize::MAX,
+        ] {
+            let mut out = [0u8; 2 * mem::size_of::<usize>() + 2];
+            let start = chunk_size_line(len, &mut out);
+            assert_eq!(&out[start..], format!("{len:X}\r\n").as_bytes());
+        }
+        let mut bytes = BytesMut::new();
+        let mut enc = TransferEncoding::chunked();
+        enc.encode(&[b'x'; 300], &mut bytes).unwrap();
+        assert!(bytes.starts_with(b"12C\r\nxxx"));
+        assert!(bytes.ends_with(b"xx\r\n"));
+        assert_eq!(bytes.len(), 5 + 300 + 2);
     }
 
     #[actix_rt::test]
