@@ -10,6 +10,10 @@
 #   SCENARIOS="a b c"      subset of scenarios to run; d's rows are inside a, b and c [a b c]
 #   SYSTEMS="direct gateway nginx"  subset of systems [all; nginx only if installed]
 #   DURATION=8 WARMUP=2    seconds measured / warm-up per closed-loop run
+#   ROUNDS=1               closed-loop rounds: each round runs every system once more, in turn;
+#                          the report pairs each run with the same round's direct run and
+#                          shows medians over rounds (a drift in the machine's load then
+#                          touches every system alike)
 #   HOLD_STREAMS=5000 MAX_TEST_STREAMS=9000 HOLD_SECS=5
 #   UP_PORT=18081 GW_PORT=18080 NGX_PORT=18082 UPSTREAM_THREADS=1 LOADGEN_THREADS=2 SUT_WORKERS=2
 #   OUT=dir                results directory [a new /tmp/streamgate-bench.XXXXXX]
@@ -23,6 +27,8 @@ SCENARIOS=${SCENARIOS:-"a b c"}
 SYSTEMS=${SYSTEMS:-"direct gateway nginx"}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-1}
+ROUND=1
 HOLD_STREAMS=${HOLD_STREAMS:-5000}
 MAX_TEST_STREAMS=${MAX_TEST_STREAMS:-9000}
 HOLD_SECS=${HOLD_SECS:-5}
@@ -214,9 +220,10 @@ lg() {
   local mode=$1 sc=$2 title=$3 label=$4 url=$5
   shift 5
   local f="$OUT/$sc-$label.json"
-  log "$sc: $label"
+  if ((ROUNDS > 1)); then f="$OUT/$sc-$label-r$ROUND.json"; fi
+  log "$sc: $label (round $ROUND of $ROUNDS)"
   if "$LG" "$mode" --url "$url" --scenario "$sc" --title "$title" --label "$label" \
-    --threads "$LOADGEN_THREADS" --json-out "$f" "$@" >&2; then
+    --round "$ROUND" --threads "$LOADGEN_THREADS" --json-out "$f" "$@" >&2; then
     FILES+=("$f")
   else
     echo "loadgen failed for $sc/$label" >&2
@@ -229,6 +236,18 @@ closed() {
   shift 3
   start_upstream "$@"
   local common=(-c "$c" -d "$DURATION" --warmup-secs "$WARMUP")
+  for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    closed_round "$sc" "$title" "${common[@]}"
+  done
+  ROUND=1
+  stop_upstream
+}
+
+# closed_round SCENARIO TITLE LOADGEN_ARGS...: every system once, on the running upstream.
+closed_round() {
+  local sc=$1 title=$2
+  shift 2
+  local common=("$@")
   if has_system direct; then
     lg run "$sc" "$title" direct "http://127.0.0.1:$UP_PORT" "${common[@]}" --pid "upstream=$UP_PID"
   fi
@@ -250,7 +269,6 @@ closed() {
       --pid "sut=$(nginx_pids)" --pid "upstream=$UP_PID"
     stop_nginx
   fi
-  stop_upstream
 }
 
 # held SCENARIO TITLE STREAMS SYSTEMS...: each system on a fresh upstream and a fresh SUT.

@@ -79,6 +79,10 @@ struct Common {
     /// Scenario title in reports.
     #[arg(long, default_value = "")]
     title: String,
+    /// Which round of a repeated scenario this is: the report pairs each system with the
+    /// `direct` run of the same round and shows the median over rounds.
+    #[arg(long, default_value_t = 1)]
+    round: u32,
     /// Print the result as JSON on stdout (the human table goes to stderr).
     #[arg(long)]
     json: bool,
@@ -173,6 +177,7 @@ fn finish(
     v["label"] = c.label.clone().into();
     v["scenario"] = c.scenario.clone().into();
     v["title"] = c.title.clone().into();
+    v["round"] = c.round.into();
     v["dialect"] = c.dialect.name().into();
     v["url"] = tgt.url.clone().into();
     v["command"] = std::env::args().collect::<Vec<_>>().join(" ").into();

@@ -157,33 +157,108 @@ fn find<'a>(rows: &'a [Value], scenario: &str, label: &str) -> Option<&'a Value>
         .find(|r| s(r, "scenario") == scenario && s(r, "label") == label)
 }
 
-fn run_table(o: &mut String, rows: &[&Value]) {
-    let direct = rows.iter().find(|r| s(r, "label") == "direct");
-    let nginx = rows.iter().find(|r| s(r, "label") == "nginx");
-    let _ = writeln!(
-        o,
-        "| system | req/s | ×direct | ×nginx | TTFT p50 | TTFT p99 | +TTFT p50 | +TTFT p99 | gap p99 | +gap p99 | total p99 | SUT CPU µs/req | ×nginx | upstream CPU µs/req | SUT RSS Δ KiB/req | other load (cores) | errors |"
-    );
-    let _ = writeln!(
-        o,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
+/// Every run of one system in one scenario, one per round.
+fn runs_of<'a>(rows: &'a [Value], scenario: &str, label: &str) -> Vec<&'a Value> {
+    rows.iter()
+        .filter(|r| s(r, "scenario") == scenario && s(r, "label") == label)
+        .collect()
+}
+
+fn round(v: &Value) -> u64 {
+    v.get("round").and_then(Value::as_u64).unwrap_or(1)
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2]),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+/// `f` of each run against the baseline run of the same round: rounds run the systems one
+/// after another, so pairing them cancels most of a drift in the machine's load.
+fn per_round(
+    runs: &[&Value],
+    base: &[&Value],
+    f: impl Fn(&Value, &Value) -> Option<f64>,
+) -> Vec<f64> {
+    runs.iter()
+        .filter_map(|r| f(r, base.iter().find(|b| round(b) == round(r))?))
+        .collect()
+}
+
+fn difference(runs: &[&Value], base: &[&Value], p: &str) -> Vec<f64> {
+    per_round(runs, base, |r, b| Some(num(r, p)? - num(b, p)?))
+}
+
+fn quotient(runs: &[&Value], base: &[&Value], p: &str) -> Vec<f64> {
+    per_round(runs, base, |r, b| {
+        let (a, b) = (num(r, p)?, num(b, p)?);
+        (b > 0.0).then(|| a / b)
+    })
+}
+
+fn median_of(runs: &[&Value], p: &str) -> Option<f64> {
+    median(runs.iter().filter_map(|r| num(r, p)).collect())
+}
+
+fn times(x: Option<f64>) -> String {
+    x.map_or("—".into(), |x| format!("{x:.2}×"))
+}
+
+/// The runs of a scenario grouped by system, in the order the systems first ran.
+fn by_label<'a>(rows: &[&'a Value]) -> Vec<(String, Vec<&'a Value>)> {
+    let mut groups: Vec<(String, Vec<&'a Value>)> = Vec::new();
     for r in rows {
-        let g = |p: &str| num(r, p);
-        let diff = |p: &str| match (g(p), direct.and_then(|d| num(d, p))) {
-            (Some(a), Some(b)) => Some(a - b),
-            _ => None,
-        };
-        let rps = g("/rps");
-        let sut_cpu = g("/cpu/sut/per_req_us");
+        let label = s(r, "label");
+        match groups.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, runs)) => runs.push(r),
+            None => groups.push((label, vec![r])),
+        }
+    }
+    groups
+}
+
+/// One row per system; with several rounds, each cell is the median over rounds, and the
+/// "+" and × cells are medians of per-round differences and ratios.
+fn run_table(o: &mut String, rows: &[&Value]) {
+    let groups = by_label(rows);
+    let base = |label: &str| {
+        groups
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, runs)| runs.clone())
+            .unwrap_or_default()
+    };
+    let (direct, nginx) = (base("direct"), base("nginx"));
+    let _ = writeln!(
+        o,
+        "| system | rounds | req/s | ×direct | ×nginx | TTFT p50 | TTFT p99 | +TTFT p50 | +TTFT p99 | gap p99 | +gap p99 | total p99 | SUT CPU µs/req | ×nginx | upstream CPU µs/req | SUT RSS Δ KiB/req | other load (cores, max) | errors |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (label, runs) in &groups {
+        let g = |p: &str| median_of(runs, p);
+        let diff = |p: &str| median(difference(runs, &direct, p));
+        let other = runs
+            .iter()
+            .filter_map(|r| num(r, "/cpu/machine/other_cores"))
+            .reduce(f64::max);
+        let errors: f64 = runs.iter().filter_map(|r| num(r, "/errors")).sum();
         let _ = writeln!(
             o,
-            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            s(r, "label"),
-            s(r, "dialect"),
-            opt(rps, 1),
-            ratio(rps, direct.and_then(|d| num(d, "/rps"))),
-            ratio(rps, nginx.and_then(|d| num(d, "/rps"))),
+            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            label,
+            s(runs[0], "dialect"),
+            runs.len(),
+            opt(g("/rps"), 1),
+            times(median(quotient(runs, &direct, "/rps"))),
+            times(median(quotient(runs, &nginx, "/rps"))),
             ms(g("/latency_us/ttft/p50")),
             ms(g("/latency_us/ttft/p99")),
             signed_ms(diff("/latency_us/ttft/p50")),
@@ -191,12 +266,12 @@ fn run_table(o: &mut String, rows: &[&Value]) {
             ms(g("/latency_us/gap/p99")),
             signed_ms(diff("/latency_us/gap/p99")),
             ms(g("/latency_us/total/p99")),
-            opt(sut_cpu, 1),
-            ratio(sut_cpu, nginx.and_then(|d| num(d, "/cpu/sut/per_req_us"))),
+            opt(g("/cpu/sut/per_req_us"), 1),
+            times(median(quotient(runs, &nginx, "/cpu/sut/per_req_us"))),
             opt(g("/cpu/upstream/per_req_us"), 1),
             opt(g("/rss_kib/sut/delta_per_req_kib"), 2),
-            opt(g("/cpu/machine/other_cores"), 2),
-            opt(g("/errors"), 0),
+            opt(other, 2),
+            errors,
         );
     }
 }
@@ -247,52 +322,73 @@ fn targets(o: &mut String, rows: &[Value]) {
     let _ = writeln!(o, "### Targets\n");
     let _ = writeln!(o, "| target | measured | verdict |\n|---|---|---|");
     for sc in ["a-c64", "a-c256"] {
-        let (Some(d), Some(gw)) = (find(rows, sc, "direct"), find(rows, sc, "gateway")) else {
+        let direct = runs_of(rows, sc, "direct");
+        let gateway = runs_of(rows, sc, "gateway");
+        if direct.is_empty() || gateway.is_empty() {
             continue;
-        };
-        let add = |r: &Value, q: &str| {
-            let p = format!("/latency_us/ttft/{q}");
-            Some(num(r, &p)? - num(d, &p)?)
-        };
-        let (g50, g99) = (add(gw, "p50"), add(gw, "p99"));
-        match find(rows, sc, "nginx") {
-            Some(ng) => {
-                let (n50, n99) = (add(ng, "p50"), add(ng, "p99"));
-                let ok = matches!((g50, n50, g99, n99), (Some(a), Some(b), Some(c), Some(e)) if a <= b && c <= e);
-                let _ = writeln!(
-                    o,
-                    "| {sc}: added TTFT ≤ nginx's (p50, p99) | gateway {} / {} ms, nginx {} / {} ms | {} |",
-                    signed_ms(g50),
-                    signed_ms(g99),
-                    signed_ms(n50),
-                    signed_ms(n99),
-                    verdict(ok)
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    o,
-                    "| {sc}: added TTFT ≤ nginx's (p50, p99) | gateway {} / {} ms; nginx not measured | n/a |",
-                    signed_ms(g50),
-                    signed_ms(g99)
-                );
-            }
         }
-    }
-    if let (Some(d), Some(gw)) = (
-        find(rows, "b-c64", "direct"),
-        find(rows, "b-c64", "gateway"),
-    ) {
-        let r = match (num(gw, "/rps"), num(d, "/rps")) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
+        let added = |runs: &[&Value]| {
+            let p50 = difference(runs, &direct, "/latency_us/ttft/p50");
+            let p99 = difference(runs, &direct, "/latency_us/ttft/p99");
+            let each = p50
+                .iter()
+                .zip(&p99)
+                .map(|(a, b)| format!("{}/{}", signed_ms(Some(*a)), signed_ms(Some(*b))))
+                .collect::<Vec<_>>();
+            (median(p50), median(p99), each)
+        };
+        let (g50, g99, g_each) = added(&gateway);
+        let nginx = runs_of(rows, sc, "nginx");
+        if nginx.is_empty() {
+            let _ = writeln!(
+                o,
+                "| {sc}: added TTFT ≤ nginx's (p50, p99) | gateway {} / {} ms; nginx not measured | n/a |",
+                signed_ms(g50),
+                signed_ms(g99)
+            );
+            continue;
+        }
+        let (n50, n99, n_each) = added(&nginx);
+        let ok = matches!((g50, n50, g99, n99), (Some(a), Some(b), Some(c), Some(e)) if a <= b && c <= e);
+        let rounds = if gateway.len() > 1 {
+            format!(
+                " (median of {} rounds; each round: gateway {}, nginx {})",
+                gateway.len(),
+                g_each.join(", "),
+                n_each.join(", ")
+            )
+        } else {
+            String::new()
         };
         let _ = writeln!(
             o,
-            "| b-c64: no-delay req/s ≥ 0.75× direct | {} ({} vs {} req/s) | {} |",
-            r.map_or("—".into(), |x| format!("{x:.2}×")),
-            opt(num(gw, "/rps"), 1),
-            opt(num(d, "/rps"), 1),
+            "| {sc}: added TTFT ≤ nginx's (p50, p99) | gateway {} / {} ms, nginx {} / {} ms{rounds} | {} |",
+            signed_ms(g50),
+            signed_ms(g99),
+            signed_ms(n50),
+            signed_ms(n99),
+            verdict(ok)
+        );
+    }
+    let (direct, gateway) = (
+        runs_of(rows, "b-c64", "direct"),
+        runs_of(rows, "b-c64", "gateway"),
+    );
+    if !direct.is_empty() && !gateway.is_empty() {
+        let each = quotient(&gateway, &direct, "/rps");
+        let r = median(each.clone());
+        let rounds = if each.len() > 1 {
+            let each: Vec<String> = each.iter().map(|x| format!("{x:.2}×")).collect();
+            format!("; median of {} rounds: {}", each.len(), each.join(", "))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "| b-c64: no-delay req/s ≥ 0.75× direct | {} ({} vs {} req/s{rounds}) | {} |",
+            times(r),
+            opt(median_of(&gateway, "/rps"), 1),
+            opt(median_of(&direct, "/rps"), 1),
             verdict(r.is_some_and(|x| x >= 0.75))
         );
     }
@@ -395,4 +491,38 @@ pub fn report(files: &[PathBuf]) -> Result<String, String> {
     }
     let _ = writeln!(o, "```");
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn each_run_is_compared_with_the_direct_run_of_its_own_round() {
+        let run = |label: &str, round: u64, p50: f64| {
+            json!({"scenario": "a-c64", "label": label, "mode": "run", "round": round,
+                   "latency_us": {"ttft": {"p50": p50}}})
+        };
+        let rows = vec![
+            run("direct", 1, 100.0),
+            run("gateway", 1, 150.0),
+            run("direct", 2, 300.0),
+            run("gateway", 2, 310.0),
+            run("gateway", 3, 999.0), // no direct run in round 3: left out
+        ];
+        let direct = runs_of(&rows, "a-c64", "direct");
+        let gateway = runs_of(&rows, "a-c64", "gateway");
+        let diffs = difference(&gateway, &direct, "/latency_us/ttft/p50");
+        assert_eq!(diffs, vec![50.0, 10.0]);
+        assert_eq!(median(diffs), Some(30.0));
+    }
 }
