@@ -82,6 +82,7 @@ impl Application {
             settings: Arc::new(settings),
         };
         shared.registry.spawn_sweeper();
+        shared.limits.spawn_memory_watch();
         shared.rate_limits.spawn_pruner(ratelimit::PRUNE_EVERY);
         let factory_shared = shared.clone();
         let workers = match shared.settings.workers {
