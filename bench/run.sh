@@ -243,32 +243,47 @@ closed() {
   stop_upstream
 }
 
-# closed_round SCENARIO TITLE LOADGEN_ARGS...: every system once, on the running upstream.
+# closed_round SCENARIO TITLE LOADGEN_ARGS...: every system once, on the running upstream. The
+# order rotates from round to round, so that a machine getting slower or faster during a run
+# does not always favour the same system.
 closed_round() {
   local sc=$1 title=$2
   shift 2
-  local common=("$@")
-  if has_system direct; then
-    lg run "$sc" "$title" direct "http://127.0.0.1:$UP_PORT" "${common[@]}" --pid "upstream=$UP_PID"
-  fi
-  if [[ $HAVE_GATEWAY == 1 ]]; then
-    if start_gateway; then
-      lg run "$sc" "$title" gateway "http://127.0.0.1:$GW_PORT" "${common[@]}" \
-        --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
-      stop_gateway
-    fi
-    # (d) the browser API on a fresh gateway, so its RSS growth is the resume buffers'.
-    if start_gateway; then
-      lg run "$sc" "$title" gateway-browser "http://127.0.0.1:$GW_PORT" "${common[@]}" \
-        --dialect browser --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
-      stop_gateway
-    fi
-  fi
-  if [[ $HAVE_NGINX == 1 ]] && start_nginx; then
-    lg run "$sc" "$title" nginx "http://127.0.0.1:$NGX_PORT" "${common[@]}" \
-      --pid "sut=$(nginx_pids)" --pid "upstream=$UP_PID"
-    stop_nginx
-  fi
+  local systems=(direct gateway gateway-browser nginx) i
+  for ((i = 0; i < ${#systems[@]}; i++)); do
+    closed_system "${systems[$(((i + ROUND - 1) % ${#systems[@]}))]}" "$sc" "$title" "$@"
+  done
+}
+
+# closed_system SYSTEM SCENARIO TITLE LOADGEN_ARGS...: one closed-loop row; each gateway and nginx
+# row on a fresh process.
+closed_system() {
+  local sys=$1 sc=$2 title=$3
+  shift 3
+  case $sys in
+    direct)
+      has_system direct || return 0
+      lg run "$sc" "$title" direct "http://127.0.0.1:$UP_PORT" "$@" --pid "upstream=$UP_PID"
+      ;;
+    gateway | gateway-browser)
+      [[ $HAVE_GATEWAY == 1 ]] || return 0
+      local dialect=openai
+      # (d) the browser API on its own gateway, so its RSS growth is the resume buffers'.
+      [[ $sys == gateway-browser ]] && dialect=browser
+      if start_gateway; then
+        lg run "$sc" "$title" "$sys" "http://127.0.0.1:$GW_PORT" "$@" \
+          --dialect "$dialect" --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
+        stop_gateway
+      fi
+      ;;
+    nginx)
+      if [[ $HAVE_NGINX == 1 ]] && start_nginx; then
+        lg run "$sc" "$title" nginx "http://127.0.0.1:$NGX_PORT" "$@" \
+          --pid "sut=$(nginx_pids)" --pid "upstream=$UP_PID"
+        stop_nginx
+      fi
+      ;;
+  esac
 }
 
 # held SCENARIO TITLE STREAMS SYSTEMS...: each system on a fresh upstream and a fresh SUT.
