@@ -10,10 +10,10 @@
 #   SCENARIOS="a b c"      subset of scenarios to run; d's rows are inside a, b and c [a b c]
 #   SYSTEMS="direct gateway nginx"  subset of systems [all; nginx only if installed]
 #   DURATION=8 WARMUP=2    seconds measured / warm-up per closed-loop run
-#   ROUNDS=1               closed-loop rounds: each round runs every system once more, in turn;
-#                          the report pairs each run with the same round's direct run and
-#                          shows medians over rounds (a drift in the machine's load then
-#                          touches every system alike)
+#   ROUNDS=1               closed-loop rounds: each round runs every system once more, in an
+#                          order that rotates; the report pairs each run with the same round's
+#                          direct run and shows medians over rounds (a drift in the machine's
+#                          speed then touches every system alike)
 #   HOLD_STREAMS=5000 MAX_TEST_STREAMS=9000 HOLD_SECS=5
 #   UP_PORT=18081 GW_PORT=18080 NGX_PORT=18082 UPSTREAM_THREADS=1 LOADGEN_THREADS=2 SUT_WORKERS=2
 #   OUT=dir                results directory [a new /tmp/streamgate-bench.XXXXXX]
