@@ -35,6 +35,8 @@ pub struct UpstreamClient {
     completions_url: reqwest::Url,
     models_url: reqwest::Url,
     key: Secret,
+    /// `Bearer <key>`, built once (None without a key): it goes out with every request.
+    authorization: Option<HeaderValue>,
     retries: u32,
     /// Counts the attempts that are retried; the final error is counted by whoever gets it.
     metrics: Arc<Metrics>,
@@ -62,6 +64,7 @@ impl UpstreamClient {
             completions_url: join("chat/completions")?,
             models_url: join("models")?,
             key: settings.upstream_api_key.clone(),
+            authorization: bearer(&settings.upstream_api_key),
             retries: settings.upstream_retries,
             metrics: Arc::clone(metrics),
         })
@@ -114,8 +117,8 @@ impl UpstreamClient {
     /// The upstream's `GET /models`, relayed as it is.
     pub async fn models(&self) -> Result<Bytes, UpstreamError> {
         let mut request = self.http.get(self.models_url.clone());
-        if !self.key.is_empty() {
-            request = request.header(header::AUTHORIZATION, self.bearer());
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
         }
         let response = request
             .timeout(Duration::from_secs(30))
@@ -127,13 +130,6 @@ impl UpstreamClient {
             .bytes()
             .await
             .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))
-    }
-
-    fn bearer(&self) -> HeaderValue {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
-        value.set_sensitive(true);
-        value
     }
 
     async fn send_with_retries(
@@ -153,8 +149,8 @@ impl UpstreamClient {
             if stream {
                 request = request.header(header::ACCEPT, "text/event-stream");
             }
-            if !self.key.is_empty() {
-                request = request.header(header::AUTHORIZATION, self.bearer());
+            if let Some(authorization) = &self.authorization {
+                request = request.header(header::AUTHORIZATION, authorization.clone());
             }
             let result = match request.send().await {
                 Ok(response) => self.check_status(response).await,
@@ -216,6 +212,17 @@ impl UpstreamClient {
     }
 }
 
+/// The `Authorization` value for an upstream key, marked sensitive so it is never logged.
+fn bearer(key: &Secret) -> Option<HeaderValue> {
+    if key.is_empty() {
+        return None;
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// Reads at most [`MAX_ERROR_BODY`] of a body as text.
 async fn read_bounded(response: reqwest::Response) -> String {
     let mut body = Vec::new();
@@ -274,6 +281,14 @@ fn describe(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_header_is_built_once_per_key_and_never_without_one() {
+        assert!(bearer(&Secret::new("")).is_none());
+        let value = bearer(&Secret::new("sk-abc")).expect("a header for a key");
+        assert_eq!(value.to_str().unwrap(), "Bearer sk-abc");
+        assert!(value.is_sensitive(), "kept out of logs");
+    }
 
     #[test]
     fn error_messages_are_found_in_every_shape() {
