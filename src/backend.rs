@@ -101,11 +101,7 @@ impl Backend {
                 None => Err(UpstreamError::Truncated),
             }
         };
-        let opened = tokio::time::timeout(self.0.first_token_timeout, opening)
-            .await
-            .map_err(|_| UpstreamError::FirstTokenTimeout(self.0.first_token_timeout.as_secs()))
-            .and_then(|opened| opened);
-        let (first, rest) = self.counted(opened)?;
+        let (first, rest) = self.counted(self.before_first_token(opening).await)?;
         let upstream_ttft = started.elapsed();
         Ok(Opened {
             chunks: Box::pin(Guarded::new(
@@ -132,11 +128,19 @@ impl Backend {
                 }
             }
         };
-        let answer = tokio::time::timeout(self.0.first_token_timeout, answer)
+        self.counted(self.before_first_token(answer).await)
+    }
+
+    /// `work`, failed with [`UpstreamError::FirstTokenTimeout`] if it takes longer than the
+    /// first-token timeout.
+    async fn before_first_token<T>(
+        &self,
+        work: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        let limit = self.0.first_token_timeout;
+        tokio::time::timeout(limit, work)
             .await
-            .map_err(|_| UpstreamError::FirstTokenTimeout(self.0.first_token_timeout.as_secs()))
-            .and_then(|answer| answer);
-        self.counted(answer)
+            .unwrap_or(Err(UpstreamError::FirstTokenTimeout(limit.as_secs())))
     }
 
     /// The upstream's model list, or `None` in mock mode.

@@ -466,7 +466,7 @@ impl TransferEncoding {
                 } else {
                     // streamgate patch: the size line without `fmt` (it cost ~280
                     // instructions per chunk through `writeln!`), one reserve per chunk.
-                    let mut size = [0u8; 2 * mem::size_of::<usize>() + 2];
+                    let mut size = [0u8; SIZE_LINE_MAX];
                     let start = chunk_size_line(msg.len(), &mut size);
                     buf.reserve(size.len() - start + msg.len() + 2);
                     buf.extend_from_slice(&size[start..]);
@@ -558,8 +558,11 @@ unsafe fn write_camel_case(value: &[u8], buf: *mut u8, len: usize) {
     }
 }
 
+/// streamgate patch: the longest chunk-size line, `{usize::MAX:X}\r\n`.
+const SIZE_LINE_MAX: usize = 2 * mem::size_of::<usize>() + 2;
+
 /// streamgate patch: writes `{len:X}\r\n` at the end of `out` and returns where it starts.
-fn chunk_size_line(mut len: usize, out: &mut [u8; 2 * mem::size_of::<usize>() + 2]) -> usize {
+fn chunk_size_line(mut len: usize, out: &mut [u8; SIZE_LINE_MAX]) -> usize {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut pos = out.len() - 2;
     out[pos] = b'\r';
@@ -616,7 +619,7 @@ mod tests {
             usize::MAX >> 4,
             usize::MAX,
         ] {
-            let mut out = [0u8; 2 * mem::size_of::<usize>() + 2];
+            let mut out = [0u8; SIZE_LINE_MAX];
             let start = chunk_size_line(len, &mut out);
             assert_eq!(&out[start..], format!("{len:X}\r\n").as_bytes());
         }
