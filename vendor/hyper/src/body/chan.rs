@@ -193,9 +193,15 @@ impl Receiver {
             false
         };
         if let Some(item) = state.item.take() {
+            // streamgate patch: the sender waits for the receiver only when it found no room
+            // (or no want, handled above); waking it after every chunk made the connection
+            // run once more per chunk for nothing.
+            let was_full = state.queued.len() >= QUEUED_MAX;
             state.item = state.queued.pop_front().map(Ok);
             drop(state);
-            self.shared.sender_waker.wake();
+            if was_full || wake_sender {
+                self.shared.sender_waker.wake();
+            }
             return Poll::Ready(Some(item));
         }
         if let Some(err) = state.pending_error.take() {
@@ -352,5 +358,37 @@ mod tests {
         assert!(rx.poll_next(&mut cx).is_pending());
         drop(tx);
         assert_eq!(wakes(), 2);
+    }
+
+    /// streamgate patch: a chunk taken wakes the sender only if it was waiting for room.
+    #[test]
+    fn taking_a_chunk_wakes_the_sender_only_when_it_had_no_room() {
+        struct Count(AtomicUsize);
+
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let wakes = || count.0.load(Ordering::Relaxed);
+
+        let (mut tx, mut rx) = channel(false);
+        assert!(rx.poll_next(&mut cx).is_pending());
+        assert!(tx.poll_ready(&mut cx).is_ready());
+        tx.try_send_data(Bytes::from_static(b"one")).unwrap();
+        assert_eq!(wakes(), 1, "the waiting receiver");
+        assert!(rx.poll_next(&mut cx).is_ready());
+        assert_eq!(wakes(), 1, "the sender had room: not woken");
+
+        while tx.try_send_data(Bytes::from_static(b"more")).is_ok() {}
+        assert!(tx.poll_ready(&mut cx).is_pending());
+        let before = wakes();
+        assert!(rx.poll_next(&mut cx).is_ready());
+        assert_eq!(wakes(), before + 1, "the full channel has room again");
+        assert!(tx.poll_ready(&mut cx).is_ready());
     }
 }
