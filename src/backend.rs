@@ -42,7 +42,6 @@ struct Inner {
     metrics: Arc<Metrics>,
 }
 
-#[derive(Clone)]
 #[expect(
     clippy::large_enum_variant,
     reason = "built once per worker and kept behind the Arc; a box would only add a hop per request"

@@ -2,14 +2,17 @@
 //! first token, status and content-type checks before anything is committed to a client.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use reqwest::header::{self, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use super::UpstreamError;
+use super::h1::Http1;
+use super::response::{Response, describe};
 use super::sanitize::sanitize;
 use super::sse::data_events;
 use crate::metrics::Metrics;
@@ -29,9 +32,16 @@ pub enum ClientBuildError {
     Url(#[from] url::ParseError),
 }
 
-#[derive(Clone)]
+/// Sent with every request, here and through reqwest alike.
+const USER_AGENT: &str = concat!("streamgate/", env!("CARGO_PKG_VERSION"));
+
 pub struct UpstreamClient {
     http: reqwest::Client,
+    /// Completions go this way when the upstream is plain `http://` (see [`Http1`]).
+    driven: Option<Http1>,
+    /// Set once the upstream redirected a completion: from then on they go through reqwest,
+    /// which follows redirects, rather than each being asked twice.
+    redirects: AtomicBool,
     completions_url: reqwest::Url,
     models_url: reqwest::Url,
     key: Secret,
@@ -48,20 +58,22 @@ impl UpstreamClient {
         base: &reqwest::Url,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, ClientBuildError> {
+        let connect_timeout = Duration::from_secs(settings.upstream_connect_timeout_secs.get());
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(
-                settings.upstream_connect_timeout_secs.get(),
-            ))
+            .connect_timeout(connect_timeout)
             // The upstream socket carries small, latency-sensitive writes too.
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("streamgate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()?;
         let base = base.as_str().trim_end_matches('/');
         let join = |path: &str| reqwest::Url::parse(&format!("{base}/{path}"));
+        let completions_url = join("chat/completions")?;
         Ok(Self {
             http,
-            completions_url: join("chat/completions")?,
+            driven: Http1::for_endpoint(&completions_url, connect_timeout),
+            redirects: AtomicBool::new(false),
+            completions_url,
             models_url: join("models")?,
             key: settings.upstream_api_key.clone(),
             authorization: bearer(&settings.upstream_api_key),
@@ -92,16 +104,14 @@ impl UpstreamClient {
             .to_owned();
         if !content_type.starts_with("text/event-stream") {
             // Some upstreams answer a streaming request with a JSON error and status 200.
-            let text = read_bounded(response).await;
+            let text = read_bounded(response.into_body()).await;
             return Err(match error_message(&text) {
                 Some(message) => UpstreamError::Reported(self.sanitize(&message)),
                 None => UpstreamError::NotAStream(self.sanitize(&content_type)),
             });
         }
         let key = self.key.clone();
-        let bytes = response
-            .bytes_stream()
-            .map_err(move |e| sanitize(&describe(&e), &key));
+        let bytes = response.into_body().map_err(move |e| sanitize(&e, &key));
         Ok(data_events(bytes))
     }
 
@@ -111,7 +121,7 @@ impl UpstreamClient {
         response
             .bytes()
             .await
-            .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))
+            .map_err(|e| UpstreamError::Transport(self.sanitize(&e)))
     }
 
     /// The upstream's `GET /models`, relayed as it is.
@@ -125,11 +135,11 @@ impl UpstreamClient {
             .send()
             .await
             .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))?;
-        let response = self.check_status(response).await?;
+        let response = self.check_status(Response::Reqwest(response)).await?;
         response
             .bytes()
             .await
-            .map_err(|e| UpstreamError::Transport(self.sanitize(&describe(&e))))
+            .map_err(|e| UpstreamError::Transport(self.sanitize(&e)))
     }
 
     async fn send_with_retries(
@@ -137,24 +147,12 @@ impl UpstreamClient {
         body: Bytes,
         request_id: &str,
         stream: bool,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<Response, UpstreamError> {
         let mut attempt = 0;
         loop {
-            let mut request = self
-                .http
-                .post(self.completions_url.clone())
-                .header(header::CONTENT_TYPE, "application/json")
-                .header("x-request-id", request_id)
-                .body(body.clone());
-            if stream {
-                request = request.header(header::ACCEPT, "text/event-stream");
-            }
-            if let Some(authorization) = &self.authorization {
-                request = request.header(header::AUTHORIZATION, authorization.clone());
-            }
-            let result = match request.send().await {
+            let result = match self.send(&body, request_id, stream).await {
                 Ok(response) => self.check_status(response).await,
-                Err(e) => Err(UpstreamError::Transport(self.sanitize(&describe(&e)))),
+                Err(e) => Err(UpstreamError::Transport(self.sanitize(&e))),
             };
             let error = match result {
                 Ok(response) => return Ok(response),
@@ -179,10 +177,54 @@ impl UpstreamClient {
         }
     }
 
-    async fn check_status(
-        &self,
-        response: reqwest::Response,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    /// One attempt at a completion request.
+    async fn send(&self, body: &Bytes, request_id: &str, stream: bool) -> Result<Response, String> {
+        let headers = self.headers(request_id, stream);
+        if let Some(driven) = self
+            .driven
+            .as_ref()
+            .filter(|_| !self.redirects.load(Relaxed))
+        {
+            let answer = driven.post(headers.clone(), body.clone()).await?;
+            if !answer.status.is_redirection() {
+                return Ok(Response::Driven(answer));
+            }
+            // Asked again through reqwest, which follows redirects with its policy on where
+            // the key may go.
+            self.redirects.store(true, Relaxed);
+            tracing::info!(
+                status = answer.status.as_u16(),
+                "the upstream redirects; completions go through reqwest from now on"
+            );
+        }
+        self.http
+            .post(self.completions_url.clone())
+            .headers(headers)
+            .body(body.clone())
+            .send()
+            .await
+            .map(Response::Reqwest)
+            .map_err(|e| describe(&e))
+    }
+
+    fn headers(&self, request_id: &str, stream: bool) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(6);
+        let json = HeaderValue::from_static("application/json");
+        headers.insert(header::CONTENT_TYPE, json);
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        let accept = if stream { "text/event-stream" } else { "*/*" };
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        // Ids are checked where they are assigned; one that still is no header value is left out.
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", id);
+        }
+        if let Some(authorization) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
+        }
+        headers
+    }
+
+    async fn check_status(&self, response: Response) -> Result<Response, UpstreamError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -192,7 +234,7 @@ impl UpstreamClient {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let text = read_bounded(response).await;
+        let text = read_bounded(response.into_body()).await;
         let message = error_message(&text).unwrap_or_else(|| {
             let trimmed = text.trim();
             if trimmed.is_empty() {
@@ -224,9 +266,9 @@ fn bearer(key: &Secret) -> Option<HeaderValue> {
 }
 
 /// Reads at most [`MAX_ERROR_BODY`] of a body as text.
-async fn read_bounded(response: reqwest::Response) -> String {
+async fn read_bounded(stream: impl Stream<Item = Result<Bytes, String>>) -> String {
     let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = std::pin::pin!(stream);
     while let Some(Ok(chunk)) = stream.next().await {
         let room = MAX_ERROR_BODY - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -252,30 +294,6 @@ fn error_message(text: &str) -> Option<String> {
         serde_json::Value::Null | serde_json::Value::Object(_) => None,
         other => Some(other.to_string()),
     })
-}
-
-/// A transport error's description with its root cause, without the URL (which may carry
-/// credentials).
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_connect() {
-        "connection failed".to_owned()
-    } else if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_body() || error.is_decode() {
-        "the response body broke off".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(error);
-    let mut root = None;
-    while let Some(s) = source {
-        root = Some(s);
-        source = s.source();
-    }
-    if let Some(root) = root {
-        text.push_str(&format!(" ({root})"));
-    }
-    text
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 mod chunk;
 mod client;
 mod error;
+mod h1;
+mod response;
 mod sanitize;
 mod scan;
 mod sse;

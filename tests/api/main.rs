@@ -13,6 +13,7 @@ mod logs;
 mod metrics;
 mod mock_model;
 mod openai_dialect;
+mod proxy;
 mod rate_limits;
 mod resume;
 mod shutdown;

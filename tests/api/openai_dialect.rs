@@ -190,8 +190,9 @@ async fn a_slow_first_token_commits_early_with_heartbeats() {
 }
 
 /// An upstream behind a same-host 307 (a moved path): the POST is repeated there with its body
-/// and key, and the answer streams as usual. This goes through the redirect code our vendored
-/// reqwest patch touches (vendor/reqwest/README.streamgate.md).
+/// and key, and the answer streams as usual. The gateway's own plain-http client sees the 307
+/// first and hands the request to reqwest, which follows it: through the redirect code our
+/// vendored reqwest patch touches (vendor/reqwest/README.streamgate.md).
 #[actix_web::test]
 async fn a_same_host_307_is_followed_with_the_body_and_the_key() {
     let moved = Script(vec![
@@ -199,8 +200,8 @@ async fn a_same_host_307_is_followed_with_the_body_and_the_key() {
         Step::Header("Location: /v2/chat/completions".into()),
         Step::Raw("moved".into()),
     ]);
-    let upstream =
-        MockUpstream::start(vec![moved, upstream::answer(&["Hi", "!"], Duration::ZERO)]).await;
+    let answer = upstream::answer(&["Hi", "!"], Duration::ZERO);
+    let upstream = MockUpstream::start(vec![moved.clone(), moved, answer]).await;
     let app = gateway_for(&upstream, &[]).await;
     let response = app.post("/v1/chat/completions", &chat(true)).await;
     assert_eq!(response.status(), 200);
@@ -209,12 +210,18 @@ async fn a_same_host_307_is_followed_with_the_body_and_the_key() {
     assert_eq!(frames.last().map(String::as_str), Some("data: [DONE]"));
 
     let requests = upstream.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    assert_eq!(requests[0].path, "/v1/chat/completions");
-    assert_eq!(requests[1].path, "/v2/chat/completions");
-    assert_eq!(requests[1].body, requests[0].body);
+    let paths: Vec<_> = requests.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(
-        requests[1].header("authorization").as_deref(),
+        paths,
+        [
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v2/chat/completions"
+        ]
+    );
+    assert_eq!(requests[2].body, requests[0].body);
+    assert_eq!(
+        requests[2].header("authorization").as_deref(),
         Some("Bearer sk-test-key")
     );
 }
