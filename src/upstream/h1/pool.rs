@@ -75,6 +75,14 @@ impl Pool {
         {
             idle.pop_front();
         }
+        // The oldest is the likeliest to have been closed by the upstream (uvicorn, say, after
+        // 5 s): looked at once per return, so that closed sockets do not wait out the timeout.
+        if idle
+            .front_mut()
+            .is_some_and(|(_, oldest)| !oldest.is_reusable())
+        {
+            idle.pop_front();
+        }
         idle.push_back((now, connection));
     }
 
