@@ -46,7 +46,13 @@ impl Body {
                     Ok(data) => return Poll::Ready(Some(Ok(data))),
                     Err(_trailers) => continue,
                 },
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(describe(&e)))),
+                Poll::Ready(Some(Err(e))) => {
+                    // A broken body is over: nothing more is read, and its connection is not
+                    // kept.
+                    self.over = true;
+                    self.connection = None;
+                    return Poll::Ready(Some(Err(describe(&e))));
+                }
                 Poll::Ready(None) => {
                     self.over = true;
                     return Poll::Ready(match self.failure.take() {
