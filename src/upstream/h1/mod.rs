@@ -84,7 +84,7 @@ impl Http1 {
     }
 
     /// POSTs `body` with `headers` (and `Host`) and resolves once the answer's head is in.
-    /// The request is written before this first returns `Pending`.
+    /// On a kept connection, the request is written before this first returns `Pending`.
     pub async fn post(&self, mut headers: HeaderMap, body: Bytes) -> Result<Answer, String> {
         headers.insert(header::HOST, self.host_header.clone());
         let request = || {
