@@ -38,7 +38,7 @@ pub fn run(
 ) -> impl Future<Output = ()> {
     outcome.stream_id = Some(entry.id.clone());
     // Boxed, and owning the parsed request (messages and all), so that both go once the
-    // upstream has answered: opening (connecting, sending, the reqwest machinery) is far
+    // upstream has answered: opening (connecting, sending, the HTTP client's state) is far
     // larger than relaying an idle stream.
     let opening = {
         let backend = backend.clone();

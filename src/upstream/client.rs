@@ -179,13 +179,14 @@ impl UpstreamClient {
 
     /// One attempt at a completion request.
     async fn send(&self, body: &Bytes, request_id: &str, stream: bool) -> Result<Response, String> {
-        let headers = self.headers(request_id, stream);
         if let Some(driven) = self
             .driven
             .as_ref()
             .filter(|_| !self.redirects.load(Relaxed))
         {
-            let answer = driven.post(headers.clone(), body.clone()).await?;
+            let answer = driven
+                .post(self.headers(request_id, stream), body.clone())
+                .await?;
             if !answer.status.is_redirection() {
                 return Ok(Response::Driven(answer));
             }
@@ -199,7 +200,7 @@ impl UpstreamClient {
         }
         self.http
             .post(self.completions_url.clone())
-            .headers(headers)
+            .headers(self.headers(request_id, stream))
             .body(body.clone())
             .send()
             .await

@@ -66,14 +66,20 @@ pub fn describe(error: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut source = std::error::Error::source(error);
-    let mut root = None;
-    while let Some(s) = source {
-        root = Some(s);
-        source = s.source();
-    }
-    match root {
+    // reqwest's own message is left out: it names the URL.
+    match root_source(error) {
         Some(root) => format!("{what} ({root})"),
         None => what.to_owned(),
     }
+}
+
+/// The last error in `error`'s chain of sources, if it has any.
+pub fn root_source<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    let mut root = error.source()?;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    Some(root)
 }

@@ -87,15 +87,16 @@ impl Http1 {
     /// On a kept connection, the request is written before this first returns `Pending`.
     pub async fn post(&self, mut headers: HeaderMap, body: Bytes) -> Result<Answer, String> {
         headers.insert(header::HOST, self.host_header.clone());
-        let request = || {
-            let mut request = Request::new(Full::new(body.clone()));
+        let request = |headers: HeaderMap, body: Bytes| {
+            let mut request = Request::new(Full::new(body));
             *request.method_mut() = Method::POST;
             *request.uri_mut() = self.uri.clone();
-            *request.headers_mut() = headers.clone();
+            *request.headers_mut() = headers;
             request
         };
         if let Some(connection) = self.pool.take() {
-            match exchange(connection, request()).await {
+            // A copy, for a new connection if this one turns out closed.
+            match exchange(connection, request(headers.clone(), body.clone())).await {
                 Ok(answer) => return Ok(answer.into_answer(&self.pool)),
                 // An idle connection the upstream closed as it was taken (its keep-alive
                 // timeout ran out): a new one is tried at once. The upstream never answered,
@@ -106,7 +107,7 @@ impl Http1 {
             }
         }
         let connection = self.connect().await?;
-        match exchange(connection, request()).await {
+        match exchange(connection, request(headers, body)).await {
             Ok(answer) => Ok(answer.into_answer(&self.pool)),
             Err(Exchange::Closed(e) | Exchange::Failed(e)) => Err(e),
         }
@@ -212,11 +213,9 @@ fn closed_before_answering(error: &hyper::Error) -> bool {
         )
 }
 
-/// `what`, with the root cause of `error` in brackets.
+/// `what`, with the root cause of `error` in brackets (hyper's own message when it has none:
+/// unlike reqwest's, it never holds the URL).
 fn describe_chain(what: &str, error: &(dyn std::error::Error + 'static)) -> String {
-    let mut root = error;
-    while let Some(source) = root.source() {
-        root = source;
-    }
+    let root = super::response::root_source(error).unwrap_or(error);
     format!("{what} ({root})")
 }
