@@ -5,6 +5,7 @@
 //! `cargo clippy --all-targets` and `cargo fmt` cover it.
 
 pub mod hist;
+pub mod http1;
 pub mod procfs;
 pub mod sse;
 

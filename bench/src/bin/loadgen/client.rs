@@ -1,24 +1,20 @@
-//! One HTTP/1.1 connection per in-flight request (hyper's low-level client, TCP_NODELAY on),
-//! reused with keep-alive, and the per-request stream reader that timestamps SSE events.
+//! One HTTP/1.1 connection per in-flight request ([`streamgate_bench::http1`], TCP_NODELAY on),
+//! reused with keep-alive, and the per-request stream reader that timestamps SSE events with
+//! the time of the read that brought them.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::{
-    Method, Request, Uri,
-    client::conn::http1::{self, SendRequest},
-    header::{self, HeaderValue},
-};
-use hyper_util::rt::TokioIo;
+use hyper::Uri;
 use serde_json::{Value, json};
 use streamgate_bench::{
     hist::record_us,
+    http1::Conn,
     sse::{SseParser, find, has_nonempty_content},
 };
-use tokio::{net::TcpStream, task::JoinHandle, time::Instant};
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Dialect {
@@ -44,15 +40,13 @@ impl Dialect {
     }
 }
 
-/// Where and what to send. Cheap to clone (header values and body are reference counted).
+/// Where and what to send. Cheap to clone (the request is serialised once, reference counted).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
-    pub uri: Uri,
     pub url: String,
-    host: HeaderValue,
-    auth: Option<HeaderValue>,
-    pub body: Bytes,
+    /// The whole request, head and body, as it goes on the wire.
+    pub request: Bytes,
     pub dialect: Dialect,
 }
 
@@ -114,39 +108,26 @@ impl Target {
             }
             None => Bytes::from(default_body(dialect, b)?.to_string()),
         };
+        if api_key.is_some_and(|k| k.bytes().any(|b| b.is_ascii_control())) {
+            return Err("bad --api-key: control characters".into());
+        }
+        let mut request = format!(
+            "POST {uri} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+             accept: text/event-stream\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        if let Some(k) = api_key {
+            request.push_str(&format!("authorization: Bearer {k}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut request = request.into_bytes();
+        request.extend_from_slice(&body);
         Ok(Self {
             addr: SocketAddr::new(ip, port),
             url: format!("http://{authority}{path}"),
-            uri,
-            host: HeaderValue::from_str(authority.as_str())
-                .map_err(|e| format!("bad host {authority}: {e}"))?,
-            auth: api_key
-                .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
-                .transpose()
-                .map_err(|e| format!("bad --api-key: {e}"))?,
-            body,
+            request: Bytes::from(request),
             dialect,
         })
-    }
-
-    pub fn request(&self) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.uri.clone();
-        let h = req.headers_mut();
-        h.insert(header::HOST, self.host.clone());
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        if let Some(a) = &self.auth {
-            h.insert(header::AUTHORIZATION, a.clone());
-        }
-        req
     }
 }
 
@@ -172,32 +153,6 @@ fn default_body(dialect: Dialect, b: &BodyOpts<'_>) -> Result<Value, String> {
         }
     }
     Ok(v)
-}
-
-/// A connection: the request handle plus the task driving the socket. Dropping it closes the
-/// socket.
-pub struct Conn {
-    pub sender: SendRequest<Full<Bytes>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(io::Error::other)?;
-    let task = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(Conn { sender, task })
 }
 
 /// Why a request did not count as a success.
@@ -311,37 +266,37 @@ pub async fn execute(
     t0: Instant,
     mut gaps: Option<&mut Histogram<u64>>,
 ) -> Result<Timing, ErrKind> {
-    conn.sender.ready().await.map_err(|_| ErrKind::Io)?;
-    let resp = conn
-        .sender
-        .send_request(tgt.request())
-        .await
-        .map_err(|_| ErrKind::Io)?;
-    let headers = t0.elapsed();
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    if status != 200 {
-        // Drain a bounded amount so the connection may be reused; the caller drops it anyway.
+    let mut resp = conn.send(&tgt.request).await.map_err(|_| ErrKind::Io)?;
+    let headers = resp.head_at - t0;
+    if resp.status != 200 {
+        // Read a bounded amount so the connection may be reused.
         let mut n = 0usize;
-        while let Some(Ok(f)) = body.frame().await {
-            n += f.data_ref().map_or(0, |d| d.len());
-            if n > 1 << 20 {
-                break;
+        while n <= 1 << 20 {
+            match conn.body(&mut resp, |d, _| n += d.len()).await {
+                Ok(false) => {}
+                Ok(true) | Err(_) => break,
             }
         }
-        return Err(ErrKind::Status(status));
+        return Err(ErrKind::Status(resp.status));
     }
     let mut parser = SseParser::new();
     let mut st = StreamState::default();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ErrKind::Io)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let now = Instant::now();
-        parser
-            .feed(&data, |ev| st.on_event(tgt.dialect, ev, now, &mut gaps))
-            .map_err(|_| ErrKind::LineTooLong)?;
+    let mut too_long = false;
+    loop {
+        let ended = conn
+            .body(&mut resp, |data, at| {
+                too_long |= parser
+                    .feed(data, |ev| st.on_event(tgt.dialect, ev, at, &mut gaps))
+                    .is_err();
+            })
+            .await
+            .map_err(|_| ErrKind::Io)?;
+        if too_long {
+            return Err(ErrKind::LineTooLong);
+        }
+        if ended {
+            break;
+        }
     }
     if st.error {
         return Err(ErrKind::StreamError);

@@ -11,10 +11,10 @@ use std::{
     time::Duration,
 };
 
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use streamgate_bench::{
     hist::{new_hist, record_us, summary},
+    http1::Conn,
     procfs::{PidGroup, raise_nofile, rss_kib},
     sse::SseParser,
 };
@@ -23,7 +23,7 @@ use tokio::{
     time::{Instant, timeout},
 };
 
-use crate::client::{ErrKind, Target, connect};
+use crate::client::{ErrKind, Target};
 
 pub struct HoldOpts {
     pub streams: usize,
@@ -66,21 +66,18 @@ async fn one_stream(
     };
     let t0 = Instant::now();
     let opened = timeout(open_timeout, async {
-        let mut conn = connect(tgt.addr).await.map_err(|_| ErrKind::Connect)?;
-        conn.sender.ready().await.map_err(|_| ErrKind::Io)?;
-        let resp = conn
-            .sender
-            .send_request(tgt.request())
+        let mut conn = Conn::connect(tgt.addr)
             .await
-            .map_err(|_| ErrKind::Io)?;
-        if resp.status() != 200 {
-            return Err(ErrKind::Status(resp.status().as_u16()));
+            .map_err(|_| ErrKind::Connect)?;
+        let resp = conn.send(&tgt.request).await.map_err(|_| ErrKind::Io)?;
+        if resp.status != 200 {
+            return Err(ErrKind::Status(resp.status));
         }
-        Ok((conn, resp.into_body()))
+        Ok((conn, resp))
     })
     .await;
     drop(permit);
-    let (conn, mut body) = match opened {
+    let (mut conn, mut resp) = match opened {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return fail(e),
         Err(_) => return fail(ErrKind::Timeout),
@@ -91,34 +88,28 @@ async fn one_stream(
     c.opened.fetch_add(1, Ordering::Relaxed);
     c.resolved.fetch_add(1, Ordering::Relaxed);
     let mut parser = SseParser::new();
+    let mut too_long = false;
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            f = body.frame() => match f {
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        let mut n = 0;
-                        match parser.feed(&d, |_| n += 1) {
-                            Ok(r) => {
-                                c.comments.fetch_add(r.comments as u64, Ordering::Relaxed);
-                                c.events.fetch_add(n, Ordering::Relaxed);
-                            }
-                            Err(_) => {
-                                c.closed_early.fetch_add(1, Ordering::Relaxed);
-                                break;
-                            }
-                        }
+            r = conn.body(&mut resp, |d, _| {
+                let mut n = 0;
+                match parser.feed(d, |_| n += 1) {
+                    Ok(r) => {
+                        c.comments.fetch_add(r.comments as u64, Ordering::Relaxed);
+                        c.events.fetch_add(n, Ordering::Relaxed);
                     }
+                    Err(_) => too_long = true,
                 }
-                Some(Err(_)) | None => {
+            }) => {
+                if !matches!(r, Ok(false)) || too_long {
                     c.closed_early.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
             }
         }
     }
-    drop(body);
     drop(conn);
 }
 

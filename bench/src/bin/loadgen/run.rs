@@ -14,11 +14,12 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use streamgate_bench::{
     hist::{new_hist, record_us, summary},
+    http1::Conn,
     procfs::{PidGroup, clk_tck, cpu_snapshot},
 };
 use tokio::time::{Instant, timeout};
 
-use crate::client::{Conn, ErrKind, Target, connect, execute};
+use crate::client::{ErrKind, Target, execute};
 
 pub struct RunOpts {
     pub concurrency: usize,
@@ -104,10 +105,10 @@ async fn worker(sh: Arc<Shared>) -> WorkerStats {
         }
         let in_window = t0 >= sh.measure_from;
         let mut c = match conn.take() {
-            Some(c) if !c.sender.is_closed() => c,
+            Some(c) if c.reusable() => c,
             _ => {
                 st.connects += 1;
-                match timeout(sh.connect_timeout, connect(sh.tgt.addr)).await {
+                match timeout(sh.connect_timeout, Conn::connect(sh.tgt.addr)).await {
                     Ok(Ok(c)) => c,
                     _ => {
                         count_err(&mut st, in_window, ErrKind::Connect);
