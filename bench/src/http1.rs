@@ -19,8 +19,9 @@ use tokio::{
     time::Instant,
 };
 
-/// Largest response head accepted, and the read size.
+/// Room made for each read.
 const READ_SIZE: usize = 16 * 1024;
+/// Longest response head, or chunk-size or trailer line, accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
 /// One keep-alive connection.
