@@ -125,6 +125,10 @@ pub fn run(
             write_stop(buf, id, &reason, usage, &entry.id);
             true
         });
+        // The accounting ends (slot back, summary logged) before any reader can see the
+        // stream end: a client that starts its next answer the moment this one ends must
+        // not be refused for a slot the finished one still held.
+        drop(outcome);
         entry.finish();
     }
 }
