@@ -185,7 +185,7 @@ impl UpstreamClient {
             .filter(|_| !self.redirects.load(Relaxed))
         {
             let answer = driven
-                .post(self.headers(request_id, stream), body.clone())
+                .post(|| self.headers(request_id, stream), body.clone())
                 .await?;
             if !answer.status.is_redirection() {
                 return Ok(Response::Driven(answer));

@@ -83,20 +83,27 @@ impl Http1 {
         })
     }
 
-    /// POSTs `body` with `headers` (and `Host`) and resolves once the answer's head is in.
-    /// On a kept connection, the request is written before this first returns `Pending`.
-    pub async fn post(&self, mut headers: HeaderMap, body: Bytes) -> Result<Answer, String> {
-        headers.insert(header::HOST, self.host_header.clone());
-        let request = |headers: HeaderMap, body: Bytes| {
-            let mut request = Request::new(Full::new(body));
+    /// POSTs `body` with the headers `headers` builds (and `Host`) and resolves once the
+    /// answer's head is in. On a kept connection, the request is written before this first
+    /// returns `Pending`. The headers are built again only if a kept connection turns out
+    /// closed, rather than copied for that rare case on every request.
+    pub async fn post(
+        &self,
+        headers: impl Fn() -> HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, String> {
+        let request = || {
+            let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = Method::POST;
             *request.uri_mut() = self.uri.clone();
-            *request.headers_mut() = headers;
+            *request.headers_mut() = headers();
+            request
+                .headers_mut()
+                .insert(header::HOST, self.host_header.clone());
             request
         };
         if let Some(connection) = self.pool.take() {
-            // A copy, for a new connection if this one turns out closed.
-            match exchange(connection, request(headers.clone(), body.clone())).await {
+            match exchange(connection, request()).await {
                 Ok(answer) => return Ok(answer.into_answer(&self.pool)),
                 // An idle connection the upstream closed as it was taken (its keep-alive
                 // timeout ran out): a new one is tried at once. The upstream never answered,
@@ -107,7 +114,7 @@ impl Http1 {
             }
         }
         let connection = self.connect().await?;
-        match exchange(connection, request(headers, body)).await {
+        match exchange(connection, request()).await {
             Ok(answer) => Ok(answer.into_answer(&self.pool)),
             Err(Exchange::Closed(e) | Exchange::Failed(e)) => Err(e),
         }

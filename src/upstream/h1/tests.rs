@@ -137,7 +137,7 @@ fn headers() -> HeaderMap {
 }
 
 async fn post(client: &Http1) -> Answer {
-    let answer = client.post(headers(), Bytes::from_static(b"{}")).await;
+    let answer = client.post(headers, Bytes::from_static(b"{}")).await;
     let answer = answer.expect("an answer");
     assert_eq!(answer.status, 200);
     answer
@@ -181,7 +181,7 @@ async fn the_request_is_written_in_the_first_poll() {
     read_all(post(&client).await.body).await;
     upstream.requests.recv_timeout(WAIT).unwrap();
 
-    let mut second = std::pin::pin!(client.post(headers(), Bytes::from_static(b"{}")));
+    let mut second = std::pin::pin!(client.post(headers, Bytes::from_static(b"{}")));
     let _ = second
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()));
