@@ -6,6 +6,7 @@
 #
 #   bench/callgrind.sh [GATEWAY_BIN] [openai|browser]
 #
+# CHUNKS=1 measures what a request costs besides its events (default 32).
 # DELAY_MS=2 paces the upstream's events 2 ms apart, so that each arrives in a read (and a
 # wake-up) of its own, as a model's tokens do; the default, 0, lets them arrive together.
 #
@@ -20,7 +21,8 @@ pids=()
 trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 delay=${DELAY_MS:-0}
-"$bins/bench-upstream" --listen 127.0.0.1:19081 --chunks 32 --delay-ms "$delay" --ttft-ms "$delay" >/dev/null 2>&1 &
+chunks=${CHUNKS:-32}
+"$bins/bench-upstream" --listen 127.0.0.1:19081 --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay" >/dev/null 2>&1 &
 pids+=($!)
 (cd "$out" && exec env -i PATH="$PATH" UPSTREAM_BASE_URL=http://127.0.0.1:19081/v1 PORT=19080 \
   RATE_LIMIT_RPM=0 MAX_STREAMS_PER_CLIENT=100000 RUST_LOG=warn \
@@ -35,5 +37,5 @@ callgrind_control -i on "$gw" >/dev/null
 callgrind_control -d "$gw" >/dev/null
 sleep 1
 total=$(callgrind_annotate "$out"/cg.out.* 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "$bin ($dialect): $((total / 400)) instructions per request (400 requests of 32 chunks, ${delay} ms apart)"
+echo "$bin ($dialect): $((total / 400)) instructions per request (400 requests of $chunks chunks, ${delay} ms apart)"
 if [[ -n "${KEEP:-}" ]]; then cp "$out"/cg.out.* "$KEEP"; echo "profile kept in $KEEP"; fi

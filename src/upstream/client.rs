@@ -184,9 +184,7 @@ impl UpstreamClient {
             .as_ref()
             .filter(|_| !self.redirects.load(Relaxed))
         {
-            let answer = driven
-                .post(|| self.headers(request_id, stream), body.clone())
-                .await?;
+            let answer = driven.post(&self.headers(request_id, stream), body).await?;
             if !answer.status.is_redirection() {
                 return Ok(Response::Driven(answer));
             }

@@ -9,30 +9,37 @@
 //! that made it and an event relayed in the poll that read it, as nginx does; BENCHMARKS.md
 //! has the time to first token before and after.
 //!
+//! Why not hyper's client connection, driven the same way (as this module did before): each
+//! body chunk went through hyper's dispatcher and a channel to its `Incoming` body, with a
+//! waker and a reference-counted buffer per hand-over, about a third of the user-space
+//! instructions per event. Here the stream reads the socket and splits each chunk's data off
+//! the read buffer (`wire.rs`); `httparse`, which hyper uses too, reads the head.
+//!
 //! Used only where it does all that reqwest would: `http://` upstreams, without credentials
 //! in the URL and without a proxy in the environment. An answer that redirects is fetched
 //! again through reqwest, which follows it.
 
 mod body;
+mod conn;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod wire;
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
+use std::io;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::net::TcpStream;
 
 pub use body::Body;
-use pool::{Connection, Pool};
+use conn::Connection;
+use pool::Pool;
+use wire::{Head, WireError};
 
 /// The proxy variables reqwest honours for `http://` URLs; with any of them set, requests go
 /// through reqwest so that the proxy is used.
@@ -43,14 +50,15 @@ pub struct Http1 {
     pool: Arc<Pool>,
     host: String,
     port: u16,
-    uri: Uri,
+    /// The request target: the path and query.
+    target: String,
     host_header: HeaderValue,
     connect_timeout: Duration,
 }
 
 /// The head of an upstream's answer, and its body still to be read.
 pub struct Answer {
-    pub status: hyper::StatusCode,
+    pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Body,
 }
@@ -77,33 +85,18 @@ impl Http1 {
             pool: Arc::default(),
             host,
             port,
-            uri: Uri::try_from(&url[url::Position::BeforePath..]).ok()?,
+            target: url[url::Position::BeforePath..].to_owned(),
             host_header: HeaderValue::from_str(authority).ok()?,
             connect_timeout,
         })
     }
 
-    /// POSTs `body` with the headers `headers` builds (and `Host`) and resolves once the
-    /// answer's head is in. On a kept connection, the request is written before this first
-    /// returns `Pending`. The headers are built again only if a kept connection turns out
-    /// closed, rather than copied for that rare case on every request.
-    pub async fn post(
-        &self,
-        headers: impl Fn() -> HeaderMap,
-        body: Bytes,
-    ) -> Result<Answer, String> {
-        let request = || {
-            let mut request = Request::new(Full::new(body.clone()));
-            *request.method_mut() = Method::POST;
-            *request.uri_mut() = self.uri.clone();
-            *request.headers_mut() = headers();
-            request
-                .headers_mut()
-                .insert(header::HOST, self.host_header.clone());
-            request
-        };
+    /// POSTs `body` with `headers` (and `Host`) and resolves once the answer's head is in.
+    /// On a kept connection, the request is written before this first returns `Pending`.
+    pub async fn post(&self, headers: &HeaderMap, body: &[u8]) -> Result<Answer, String> {
+        let request = wire::post_request(&self.target, &self.host_header, headers, body);
         if let Some(connection) = self.pool.take() {
-            match exchange(connection, request()).await {
+            match exchange(connection, &request).await {
                 Ok(answer) => return Ok(answer.into_answer(&self.pool)),
                 // An idle connection the upstream closed as it was taken (its keep-alive
                 // timeout ran out): a new one is tried at once. The upstream never answered,
@@ -114,13 +107,13 @@ impl Http1 {
             }
         }
         let connection = self.connect().await?;
-        match exchange(connection, request()).await {
+        match exchange(connection, &request).await {
             Ok(answer) => Ok(answer.into_answer(&self.pool)),
             Err(Exchange::Closed(e) | Exchange::Failed(e)) => Err(e),
         }
     }
 
-    async fn connect(&self) -> Result<Box<Connection>, String> {
+    async fn connect(&self) -> Result<Connection, String> {
         let connecting = async {
             let mut last = None;
             for address in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
@@ -140,10 +133,7 @@ impl Http1 {
         stream
             .set_nodelay(true)
             .map_err(|e| format!("connection failed ({e})"))?;
-        let (sender, driver) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| describe_chain("connection failed", &e))?;
-        Ok(Box::new(Connection { sender, driver }))
+        Ok(Connection::new(stream))
     }
 }
 
@@ -154,75 +144,80 @@ enum Exchange {
 }
 
 struct Headed {
-    response: hyper::Response<hyper::body::Incoming>,
-    /// `None` if the connection closed along with the answer.
-    connection: Option<Box<Connection>>,
+    head: Head,
+    connection: Connection,
 }
 
 impl Headed {
     fn into_answer(self, pool: &Arc<Pool>) -> Answer {
-        let (parts, incoming) = self.response.into_parts();
+        let Head {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        } = self.head;
         Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: Body::new(incoming, self.connection, Arc::clone(pool)),
+            status,
+            headers,
+            body: Body::new(self.connection, framing, keep_alive, Arc::clone(pool)),
         }
     }
 }
 
-/// Sends `request` on `connection` and drives both until the answer's head is in.
-async fn exchange(
-    mut connection: Box<Connection>,
-    request: Request<Full<Bytes>>,
-) -> Result<Headed, Exchange> {
-    let mut response = std::pin::pin!(connection.sender.send_request(request));
-    let mut open = true;
+/// Writes `request` on `connection` and reads until the answer's head is in.
+async fn exchange(mut connection: Connection, request: &[u8]) -> Result<Headed, Exchange> {
+    let mut written = 0;
     let head = poll_fn(|cx| {
-        // Polled first so the request is written now, not at the connection's next wake-up.
-        open = connection.poll_open(cx);
-        // Only the connection, just polled, answers it; its wake-up would be a wasted poll.
-        match response
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Pending if open => Poll::Pending,
-            Poll::Pending => Poll::Ready(None),
-            Poll::Ready(result) => Poll::Ready(Some(result)),
+        if let Err(e) = std::task::ready!(connection.poll_write_all(cx, request, &mut written)) {
+            return Poll::Ready(Err(io_failure(&e, true)));
+        }
+        loop {
+            match wire::take_head(&mut connection.buf) {
+                Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                Ok(None) => {}
+                Err(WireError(what)) => {
+                    return Poll::Ready(Err(Exchange::Failed(format!("request failed ({what})"))));
+                }
+            }
+            // Bytes of an answer already read mean the upstream did answer: then a broken
+            // connection is a failed request, not a closed idle one.
+            let unanswered = connection.buf.is_empty();
+            match std::task::ready!(connection.poll_fill(cx)) {
+                Ok(0) if unanswered => {
+                    return Poll::Ready(Err(Exchange::Closed(
+                        "request failed (the upstream closed the connection without answering)"
+                            .to_owned(),
+                    )));
+                }
+                Ok(0) => {
+                    return Poll::Ready(Err(Exchange::Failed(
+                        "request failed (the upstream closed the connection in the middle of \
+                         the answer's head)"
+                            .to_owned(),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(io_failure(&e, unanswered))),
+            }
         }
     })
-    .await;
-    match head {
-        Some(Ok(response)) => Ok(Headed {
-            response,
-            connection: open.then_some(connection),
-        }),
-        Some(Err(e)) if closed_before_answering(&e) => {
-            Err(Exchange::Closed(describe_chain("request failed", &e)))
-        }
-        Some(Err(e)) => Err(Exchange::Failed(describe_chain("request failed", &e))),
-        None => Err(Exchange::Closed(
-            "request failed (the upstream closed the connection without answering)".to_owned(),
-        )),
-    }
+    .await?;
+    Ok(Headed { head, connection })
 }
 
-/// The connection ended before the answer began: never written to, closed, or reset.
-fn closed_before_answering(error: &hyper::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    let io_kind = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind);
-    error.is_canceled()
-        || error.is_incomplete_message()
-        || matches!(
-            io_kind,
-            Some(BrokenPipe | ConnectionAborted | ConnectionReset)
+/// A socket error while the request was written or its answer awaited: `Closed` if the
+/// connection was shut before anything of an answer came.
+fn io_failure(error: &io::Error, unanswered: bool) -> Exchange {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, WriteZero};
+    let message = format!("request failed ({error})");
+    if unanswered
+        && matches!(
+            error.kind(),
+            BrokenPipe | ConnectionAborted | ConnectionReset | WriteZero
         )
-}
-
-/// `what`, with the root cause of `error` in brackets (hyper's own message when it has none:
-/// unlike reqwest's, it never holds the URL).
-fn describe_chain(what: &str, error: &(dyn std::error::Error + 'static)) -> String {
-    let root = super::response::root_source(error).unwrap_or(error);
-    format!("{what} ({root})")
+    {
+        Exchange::Closed(message)
+    } else {
+        Exchange::Failed(message)
+    }
 }

@@ -1,18 +1,12 @@
 //! Idle upstream connections of one worker, kept for the next request.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use super::conn::Connection;
 
 /// An idle connection older than this is closed rather than reused: upstreams and the
 /// proxies in front of them close idle connections after a while, and a request sent on one
@@ -22,37 +16,16 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// recently would only hold sockets open on the upstream.
 const MAX_IDLE: usize = 1024;
 
-/// One HTTP/1.1 connection: the handle requests go in by, and the state machine that reads
-/// and writes the socket. Nobody else polls it: whoever holds it drives it. Kept boxed (it
-/// is ~700 bytes) as it moves from the pool to a request, its body and back.
-pub struct Connection {
-    pub sender: http1::SendRequest<Full<Bytes>>,
-    pub driver: http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
-}
-
-impl Connection {
-    /// Drives the connection as far as it goes without waiting; `false` once it has closed
-    /// (the upstream hung up, or answered with `Connection: close`) or failed.
-    pub fn poll_open(&mut self, cx: &mut Context<'_>) -> bool {
-        Pin::new(&mut self.driver).poll(cx).is_pending()
-    }
-
-    /// Ready for another request: open, and done with the last one.
-    fn is_reusable(&mut self) -> bool {
-        self.poll_open(&mut Context::from_waker(Waker::noop())) && self.sender.is_ready()
-    }
-}
-
 #[derive(Default)]
 pub struct Pool {
     /// Oldest first; taken from the back, so the warmest connection serves next and the cold
     /// ones age out at the front.
-    idle: Mutex<VecDeque<(Instant, Box<Connection>)>>,
+    idle: Mutex<VecDeque<(Instant, Connection)>>,
 }
 
 impl Pool {
     /// The most recently used idle connection that is still open.
-    pub fn take(&self) -> Option<Box<Connection>> {
+    pub fn take(&self) -> Option<Connection> {
         loop {
             let (since, mut connection) = self.lock().pop_back()?;
             if since.elapsed() < IDLE_TIMEOUT && connection.is_reusable() {
@@ -62,7 +35,7 @@ impl Pool {
     }
 
     /// Keeps a connection whose last answer was read to its end, if it can serve another.
-    pub fn put(&self, mut connection: Box<Connection>) {
+    pub fn put(&self, mut connection: Connection) {
         if !connection.is_reusable() {
             return;
         }
@@ -91,7 +64,7 @@ impl Pool {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Box<Connection>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Connection)>> {
         // A panic while holding the lock cannot leave the queue inconsistent.
         self.idle
             .lock()
