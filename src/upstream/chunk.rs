@@ -84,16 +84,46 @@ fn nullable<'t>(
     }
 }
 
-fn scan_chunk(cursor: &mut Cursor<'_>) -> Scan<Found> {
+/// A place between two top-level members where a later chunk's scan can start: right after
+/// the `,`, with what the members before it set.
+#[derive(Clone)]
+struct Mark {
+    at: usize,
+    seen: u8,
+    object: Option<Range<usize>>,
+}
+
+/// Scans a chunk, from `resume` if given (see [`ChunkReader`]). With `marks`, notes a
+/// [`Mark`] after each top-level member up to the first that sets more than `object`.
+fn scan_chunk(
+    cursor: &mut Cursor<'_>,
+    resume: Option<&Mark>,
+    mut marks: Option<&mut Vec<Mark>>,
+) -> Scan<Found> {
     let mut found = Found::default();
     let mut seen = 0;
-    cursor.object(|cursor, key| {
+    match resume {
+        Some(mark) => {
+            cursor.resume_object(mark.at)?;
+            seen = mark.seen;
+            found.object.clone_from(&mark.object);
+        }
+        None => {
+            if !cursor.open_object()? {
+                cursor.end()?;
+                return Ok(found);
+            }
+        }
+    }
+    loop {
+        let key = cursor.key()?;
         match &*key {
             b"choices" => {
                 first_time(cursor, &mut seen, 1)?;
                 if !cursor.null()? {
                     cursor.array(|cursor| scan_choice(cursor, &mut found))?;
                 }
+                marks = None;
             }
             b"usage" => {
                 first_time(cursor, &mut seen, 2)?;
@@ -102,10 +132,12 @@ fn scan_chunk(cursor: &mut Cursor<'_>) -> Scan<Found> {
                 } else {
                     Some(scan_usage(cursor)?)
                 };
+                marks = None;
             }
             b"error" => {
                 first_time(cursor, &mut seen, 4)?;
                 found.error = nullable(cursor, Cursor::value)?;
+                marks = None;
             }
             b"object" => {
                 first_time(cursor, &mut seen, 8)?;
@@ -114,13 +146,23 @@ fn scan_chunk(cursor: &mut Cursor<'_>) -> Scan<Found> {
             b"message" => {
                 first_time(cursor, &mut seen, 16)?;
                 found.message = nullable(cursor, Cursor::string)?;
+                marks = None;
             }
             _ => {
                 cursor.value()?;
             }
         }
-        Ok(())
-    })?;
+        if !cursor.after_member()? {
+            break;
+        }
+        if let Some(marks) = marks.as_deref_mut() {
+            marks.push(Mark {
+                at: cursor.position(),
+                seen,
+                object: found.object.clone(),
+            });
+        }
+    }
     cursor.end()?;
     Ok(found)
 }
@@ -203,6 +245,10 @@ fn scan_usage(cursor: &mut Cursor<'_>) -> Scan<Usage> {
 impl Chunk {
     /// Parses one `data:` payload. An error the upstream reports in-band becomes `Err`.
     pub fn parse(raw: Bytes) -> Result<Chunk, UpstreamError> {
+        Self::parse_with(raw, None)
+    }
+
+    fn parse_with(raw: Bytes, reader: Option<&mut ChunkReader>) -> Result<Chunk, UpstreamError> {
         let invalid = |e: ScanError| UpstreamError::InvalidEvent(format!("not a JSON chunk ({e})"));
         // Nearly every chunk is ASCII; checking that is several times cheaper than UTF-8.
         if !raw.is_ascii() {
@@ -217,7 +263,11 @@ impl Chunk {
         if cursor.peek() != Some(b'{') {
             return Err(invalid(cursor.error_here("expected a JSON object")));
         }
-        let found = scan_chunk(&mut cursor).map_err(invalid)?;
+        let found = match reader {
+            None => scan_chunk(&mut cursor, None, None),
+            Some(reader) => reader.scan(&raw, &mut cursor),
+        }
+        .map_err(invalid)?;
         if let Some(error) = found.error {
             let error = &raw[error];
             let message = serde_json::from_slice::<ErrorBody<'_>>(error)
@@ -291,6 +341,67 @@ impl Chunk {
             Err(_) => self.raw.clone(),
         }
     }
+}
+
+/// Parses the chunks of one stream, scanning only what differs from the chunk before.
+///
+/// Upstreams repeat the same members ahead of `choices` in every chunk of an answer (`id`,
+/// `object`, `created`, `model`, `system_fingerprint`: over half of a small chunk's bytes).
+/// The reader keeps the bytes of those members as last scanned, and where the next chunk
+/// starts with the same bytes it resumes the scan after them, in the state the last scan had
+/// there: the same bytes in the same state scan the same way, so the verdict, every range
+/// and every error is the one a whole scan gives (tests/fuzz/chunk.rs checks it).
+#[derive(Default)]
+pub struct ChunkReader {
+    /// The last chunk's bytes up to its last mark.
+    prefix: Vec<u8>,
+    marks: Vec<Mark>,
+}
+
+impl ChunkReader {
+    /// Parses the next chunk of the stream, as [`Chunk::parse`] would.
+    pub fn parse(&mut self, raw: Bytes) -> Result<Chunk, UpstreamError> {
+        Chunk::parse_with(raw, Some(self))
+    }
+
+    fn scan(&mut self, raw: &[u8], cursor: &mut Cursor<'_>) -> Scan<Found> {
+        let same = common_prefix(&self.prefix, raw);
+        let kept = self.marks.iter().take_while(|m| m.at <= same).count();
+        self.marks.truncate(kept);
+        let resume = self.marks.last().cloned();
+        let result = scan_chunk(cursor, resume.as_ref(), Some(&mut self.marks));
+        if result.is_err() {
+            // A failed scan may have left marks past the error; the stream ends here anyway.
+            self.marks.clear();
+        }
+        let end = self.marks.last().map_or(0, |m| m.at);
+        if end <= same.min(self.prefix.len()) {
+            self.prefix.truncate(end);
+        } else {
+            self.prefix.clear();
+            self.prefix.extend_from_slice(&raw[..end]);
+        }
+        result
+    }
+}
+
+/// How many bytes `a` and `b` share from the start; 16 at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let blocks = a.chunks_exact(16).zip(b.chunks_exact(16));
+    let mut same = 0;
+    for (x, y) in blocks {
+        let x = u128::from_le_bytes(x.try_into().unwrap_or([0; 16]));
+        let y = u128::from_le_bytes(y.try_into().unwrap_or([1; 16]));
+        if x != y {
+            return same + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        same += 16;
+    }
+    same + a[same..]
+        .iter()
+        .zip(&b[same..])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 #[cfg(test)]

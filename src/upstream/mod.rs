@@ -12,7 +12,7 @@ mod sse;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-pub use chunk::{Chunk, Usage};
+pub use chunk::{Chunk, ChunkReader, Usage};
 pub use client::{ClientBuildError, UpstreamClient};
 pub use error::UpstreamError;
 pub use sanitize::sanitize;
@@ -27,11 +27,13 @@ where
 {
     struct State<S> {
         data: std::pin::Pin<Box<S>>,
+        reader: ChunkReader,
         finished: bool,
         over: bool,
     }
     let state = State {
         data: Box::pin(data),
+        reader: ChunkReader::default(),
         finished: false,
         over: false,
     };
@@ -41,7 +43,7 @@ where
         }
         let item = match state.data.next().await {
             Some(Ok(data)) if data.as_ref() == b"[DONE]" => return None,
-            Some(Ok(data)) => Chunk::parse(data),
+            Some(Ok(data)) => state.reader.parse(data),
             Some(Err(e)) => Err(e),
             None if state.finished => return None,
             None => Err(UpstreamError::Truncated),

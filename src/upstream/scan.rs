@@ -271,26 +271,66 @@ impl<'a> Cursor<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, Cow<'a, [u8]>) -> Scan<()>,
     ) -> Scan<()> {
+        if !self.open_object()? {
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            member(self, key)?;
+            if !self.after_member()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes an object's `{`; `false` if the object is empty (then its `}` is taken too).
+    /// The members follow as [`Cursor::key`], the value, [`Cursor::after_member`].
+    pub fn open_object(&mut self) -> Scan<bool> {
         self.expect(b'{', "expected object")?;
         self.enter()?;
         if self.peek() == Some(b'}') {
-            return self.leave();
+            self.leave()?;
+            return Ok(false);
         }
-        loop {
-            let (key, escaped) = self.string_escaped()?;
-            let key = if escaped {
-                Cow::Owned(decode_string(&self.text[key]).into_owned().into_bytes())
-            } else {
-                Cow::Borrowed(&self.text[key.start + 1..key.end - 1])
-            };
-            self.expect(b':', "expected ':'")?;
-            member(self, key)?;
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => return self.leave(),
-                _ => return self.fail("expected ',' or '}'"),
+        Ok(true)
+    }
+
+    /// A member's key and its `:`.
+    pub fn key(&mut self) -> Scan<Cow<'a, [u8]>> {
+        let (key, escaped) = self.string_escaped()?;
+        let key = if escaped {
+            Cow::Owned(decode_string(&self.text[key]).into_owned().into_bytes())
+        } else {
+            Cow::Borrowed(&self.text[key.start + 1..key.end - 1])
+        };
+        self.expect(b':', "expected ':'")?;
+        Ok(key)
+    }
+
+    /// After a member's value: `true` if a `,` says another member follows, `false` once the
+    /// object's `}` is taken.
+    pub fn after_member(&mut self) -> Scan<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                Ok(true)
             }
+            Some(b'}') => self.leave().map(|()| false),
+            _ => self.fail("expected ',' or '}'"),
         }
+    }
+
+    /// Where the cursor is.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// Continues a top-level object at `at`, where a scan of a text with the same bytes
+    /// before `at` stood right after [`Cursor::after_member`] returned `true`: that scan's
+    /// verdict on those bytes holds for this text too.
+    pub fn resume_object(&mut self, at: usize) -> Scan<()> {
+        self.at = at;
+        self.enter()
     }
 
     /// An array: `element` is called once per element and must take it.

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use streamgate::upstream::{Chunk, UpstreamError, Usage};
+use streamgate::upstream::{Chunk, ChunkReader, UpstreamError, Usage};
 
 use crate::json;
 
@@ -29,8 +29,12 @@ enum Reading {
 }
 
 fn parsed(text: &str) -> Reading {
+    reading(Chunk::parse(Bytes::copy_from_slice(text.as_bytes())))
+}
+
+fn reading(result: Result<Chunk, UpstreamError>) -> Reading {
     let literal = |l: Option<&[u8]>| l.map(|l| serde_json::from_slice::<Value>(l).unwrap());
-    match Chunk::parse(Bytes::copy_from_slice(text.as_bytes())) {
+    match result {
         Err(UpstreamError::InvalidEvent(_)) => Reading::Invalid,
         Err(UpstreamError::Reported(m)) => Reading::Reported(Some(m)),
         Err(other) => panic!("unexpected error {other:?}"),
@@ -235,5 +239,38 @@ proptest! {
         let pretty = serde_json::to_string_pretty(&chunk).unwrap();
         let want = oracle(&pretty);
         prop_assert_eq!(comparable(parsed(&pretty), &want), want, "{}", pretty);
+    }
+
+    /// A stream's reader resumes each scan after the members the chunk before had the same;
+    /// whatever the chunks, it must read each exactly as a scan of that chunk alone does,
+    /// down to the error message.
+    #[test]
+    fn a_streams_reader_reads_every_chunk_as_a_whole_scan_does(
+        chunks in prop::collection::vec((chunk(), any::<usize>(), json::value(), 0u8..5), 1..6),
+    ) {
+        let mut reader = ChunkReader::default();
+        for (mut chunk, at, with, variant) in chunks {
+            // Most chunks of a stream share their first members; some differ anywhere, and
+            // some first differ right at the end of a member the reader could resume after.
+            if variant == 0 {
+                swap_node(&mut chunk, at, with);
+            }
+            if variant == 2 && chunk.get("created").is_some() {
+                let longer = [json!(12), json!(1.5), json!(1e3), json!("1")];
+                chunk["created"] = longer[at % longer.len()].clone();
+            }
+            let text = if variant == 1 {
+                serde_json::to_string_pretty(&chunk).unwrap()
+            } else {
+                chunk.to_string()
+            };
+            let bytes = Bytes::copy_from_slice(text.as_bytes());
+            let alone = Chunk::parse(bytes.clone());
+            let streamed = reader.parse(bytes);
+            if let (Err(a), Err(b)) = (&alone, &streamed) {
+                prop_assert_eq!(a.to_string(), b.to_string(), "{}", text);
+            }
+            prop_assert_eq!(reading(streamed), reading(alone), "{}", text);
+        }
     }
 }
