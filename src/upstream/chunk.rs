@@ -374,8 +374,10 @@ impl ChunkReader {
             // A failed scan may have left marks past the error; the stream ends here anyway.
             self.marks.clear();
         }
+        // Keep `prefix` equal to this chunk's bytes up to the last mark: a mark at or before
+        // `same` (never past the old prefix) lies in bytes the two chunks share.
         let end = self.marks.last().map_or(0, |m| m.at);
-        if end <= same.min(self.prefix.len()) {
+        if end <= same {
             self.prefix.truncate(end);
         } else {
             self.prefix.clear();
@@ -390,6 +392,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let blocks = a.chunks_exact(16).zip(b.chunks_exact(16));
     let mut same = 0;
     for (x, y) in blocks {
+        // `chunks_exact` yields 16 bytes each: the fallbacks never apply.
         let x = u128::from_le_bytes(x.try_into().unwrap_or([0; 16]));
         let y = u128::from_le_bytes(y.try_into().unwrap_or([1; 16]));
         if x != y {
