@@ -37,6 +37,8 @@ async fn main() -> ExitCode {
         || "the built-in mock model".to_owned(),
         |u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
     );
+    // Before the startup line: whoever reads it may signal at once.
+    let signals = streamgate::startup::StopSignals::listen();
     // `port` is also a field of its own, so tools reading JSON logs find it (with PORT=0).
     tracing::info!(
         port = app.port(),
@@ -47,7 +49,7 @@ async fn main() -> ExitCode {
     if let Some(warning) = streamgate::auth::exposure_warning(&settings) {
         tracing::warn!("{warning}");
     }
-    match app.run_until_stopped().await {
+    match app.run_until_stopped(signals).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streamgate: {e}");

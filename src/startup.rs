@@ -143,11 +143,11 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT, then drains (see [`drain`]).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self, signals: StopSignals) -> std::io::Result<()> {
         let handle = self.server.handle();
         let shared = self.shared.clone();
         actix_web::rt::spawn(async move {
-            wait_for_signal().await;
+            signals.recv().await;
             drain(&shared, &handle).await;
         });
         self.server.await
@@ -183,28 +183,50 @@ async fn wait_until_idle(shared: &Shared, deadline: Instant) {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, heard from the moment this is made. Made before the startup line is
+/// logged: a supervisor (or a test) that signals as soon as it sees that line must find the
+/// handler in place, not the default action, which kills the process without draining.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
+    listeners: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    /// Installs the handlers now; needs the runtime.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listeners = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => {
+                    tracing::error!("cannot listen for signals; stop with SIGKILL");
+                    None
+                }
+            };
+            Self { listeners }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        match self.listeners {
+            Some((mut term, mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),
                     _ = int.recv() => tracing::info!("SIGINT received"),
                 }
             }
-            _ => {
-                tracing::error!("cannot listen for signals; stop with SIGKILL");
-                futures::future::pending::<()>().await;
-            }
+            None => futures::future::pending::<()>().await,
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
