@@ -1,11 +1,18 @@
 //! A chat request, parsed and checked once: every problem is a 400 that names the field.
 //! Fields the gateway does not act on stay in the body and are forwarded untouched.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::settings::Settings;
+
+mod members;
+
+use members::{Members, decode_string, is_null, string, write_string};
 
 /// Which API the request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +46,11 @@ pub struct MockOptions {
 
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
-    /// The body as it goes upstream: the client's fields, `model` filled in.
-    body: Map<String, Value>,
+    /// The body as it goes upstream: the client's members as the client wrote them, `model`
+    /// filled in, `mock` taken out, usage asked for when streaming.
+    upstream: Bytes,
+    /// Where `messages` is in `upstream`.
+    messages: Range<usize>,
     pub model: String,
     pub stream: bool,
     /// The client itself asked for `stream_options.include_usage`.
@@ -53,84 +63,101 @@ pub struct ChatRequest {
 
 impl ChatRequest {
     pub fn parse(bytes: &[u8], dialect: Dialect, settings: &Settings) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| not_json(bytes, &e))?;
-        let Value::Object(mut body) = value else {
-            return Err(ApiError::invalid("the body must be a JSON object", None));
-        };
+        let mut body = Members::parse(bytes).map_err(|e| match e.classify() {
+            // Valid JSON, but not an object: the only data error reading members can give.
+            serde_json::error::Category::Data => {
+                ApiError::invalid("the body must be a JSON object", None)
+            }
+            _ => not_json(bytes, &e),
+        })?;
 
         if dialect == Dialect::Browser {
             if let Some(prompt) = body.remove("prompt") {
-                if body.contains_key("messages") {
+                if body.contains("messages") {
                     return Err(invalid(
                         "send either `prompt` or `messages`, not both",
                         "prompt",
                     ));
                 }
-                let Value::String(text) = prompt else {
+                let Some(text) = string(&prompt) else {
                     return Err(invalid("`prompt` must be a string", "prompt"));
                 };
-                body.insert(
-                    "messages".into(),
-                    serde_json::json!([{ "role": "user", "content": text }]),
-                );
+                let mut messages = br#"[{"role":"user","content":"#.to_vec();
+                write_string(&mut messages, &text);
+                messages.extend_from_slice(b"}]");
+                // Written from a str and JSON text: UTF-8.
+                let messages = String::from_utf8(messages).unwrap_or_default();
+                body.set("messages", Cow::Owned(messages));
             }
             // The browser API always streams; `stream` is not the client's to choose.
-            body.insert("stream".into(), Value::Bool(true));
+            body.set("stream", Cow::Borrowed("true"));
         }
 
         let prompt_chars = check_messages(body.get("messages"))?;
         let model = check_model(body.get("model"), settings)?;
-        body.insert("model".into(), Value::String(model.clone()));
+        let mut model_json = Vec::with_capacity(model.len() + 2);
+        write_string(&mut model_json, &model);
+        body.set(
+            "model",
+            Cow::Owned(String::from_utf8(model_json).unwrap_or_default()),
+        );
 
+        let mock = match body.remove("mock").filter(|m| !is_null(m)) {
+            None => MockOptions::default(),
+            Some(m) => match Members::parse(m.as_bytes()) {
+                Ok(m) => mock_options(&m)?,
+                Err(_) => return Err(invalid("`mock` must be an object", "mock")),
+            },
+        };
         let stream = match body.get("stream") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
+            None => false,
+            Some("true") => true,
+            Some("false") => false,
             Some(_) => return Err(invalid("`stream` must be true or false", "stream")),
         };
-        let include_usage = match body.get("stream_options") {
-            None | Some(Value::Null) => false,
-            Some(Value::Object(o)) => match o.get("include_usage") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    return Err(invalid(
-                        "`stream_options.include_usage` must be true or false",
-                        "stream_options.include_usage",
-                    ));
-                }
-            },
+        let mut stream_options = match body.get("stream_options") {
+            None => Members::default(),
+            Some(options) => Members::parse(options.as_bytes())
+                .map_err(|_| invalid("`stream_options` must be an object", "stream_options"))?,
+        };
+        let include_usage = match stream_options.get("include_usage") {
+            None | Some("false") => false,
+            Some("true") => true,
             Some(_) => {
                 return Err(invalid(
-                    "`stream_options` must be an object",
-                    "stream_options",
+                    "`stream_options.include_usage` must be true or false",
+                    "stream_options.include_usage",
                 ));
             }
         };
         let max_tokens = match (body.get("max_completion_tokens"), body.get("max_tokens")) {
-            (Some(v), _) if !v.is_null() => Some(whole(v, "max_completion_tokens")?),
-            (_, Some(v)) if !v.is_null() => Some(whole(v, "max_tokens")?),
+            (Some(v), _) => Some(whole(v, "max_completion_tokens")?),
+            (_, Some(v)) => Some(whole(v, "max_tokens")?),
             _ => None,
         };
-        let mock = match body.remove("mock") {
-            None | Some(Value::Null) => MockOptions::default(),
-            Some(Value::Object(m)) => mock_options(&m)?,
-            Some(_) => return Err(invalid("`mock` must be an object", "mock")),
-        };
-        if stream {
+        if stream && !include_usage {
             // The upstream is always asked for usage (see `upstream_body`); `include_usage`
             // above keeps whether the client itself asked.
-            let options = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(options) = options {
-                options.insert("include_usage".into(), Value::Bool(true));
-            }
+            stream_options.set("include_usage", Cow::Borrowed("true"));
+            let mut options = Vec::new();
+            stream_options.write(&mut options, |_, _, _| {});
+            let options = String::from_utf8(options).unwrap_or_default();
+            body.set("stream_options", Cow::Owned(options));
         }
         if !settings.is_mock() && mock != MockOptions::default() {
             tracing::debug!("ignoring `mock` options: not in mock mode");
         }
+
+        let mut upstream = Vec::with_capacity(bytes.len() + 64);
+        let mut messages = 0..0;
+        body.write(&mut upstream, |key, start, end| {
+            if key == "messages" {
+                messages = start..end;
+            }
+        });
         Ok(ChatRequest {
-            body,
+            upstream: Bytes::from(upstream),
+            messages,
             model,
             stream,
             include_usage,
@@ -143,15 +170,13 @@ impl ChatRequest {
     /// The body for the upstream. A streaming one always asks for usage, so the gateway can
     /// count tokens; the relay strips it again when the client did not ask.
     pub fn upstream_body(&self) -> Bytes {
-        serde_json::to_vec(&self.body).map_or_else(|_| Bytes::new(), Bytes::from)
+        self.upstream.clone()
     }
 
-    /// The messages, already checked to be an array of objects.
-    pub fn messages(&self) -> &[Value] {
-        self.body
-            .get("messages")
-            .and_then(Value::as_array)
-            .map_or(&[], Vec::as_slice)
+    /// The messages, already checked to be an array of objects. Read again from the body:
+    /// only the mock model looks at them.
+    pub fn messages(&self) -> Vec<Value> {
+        serde_json::from_slice(&self.upstream[self.messages.clone()]).unwrap_or_default()
     }
 }
 
@@ -174,62 +199,63 @@ fn invalid(message: &str, param: &str) -> ApiError {
 }
 
 /// Checks every message and returns how many characters of text they hold.
-fn check_messages(messages: Option<&Value>) -> Result<usize, ApiError> {
-    let messages = match messages {
-        None | Some(Value::Null) => {
-            return Err(invalid(
-                "`messages` is required: a non-empty array of {role, content}",
-                "messages",
-            ));
-        }
-        Some(Value::Array(m)) if m.is_empty() => {
-            return Err(invalid("`messages` must not be empty", "messages"));
-        }
-        Some(Value::Array(m)) => m,
-        Some(_) => return Err(invalid("`messages` must be an array", "messages")),
+fn check_messages(messages: Option<&str>) -> Result<usize, ApiError> {
+    let Some(messages) = messages else {
+        return Err(invalid(
+            "`messages` is required: a non-empty array of {role, content}",
+            "messages",
+        ));
     };
+    let Ok(messages) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(messages) else {
+        return Err(invalid("`messages` must be an array", "messages"));
+    };
+    if messages.is_empty() {
+        return Err(invalid("`messages` must not be empty", "messages"));
+    }
     let mut chars = 0;
     for (i, message) in messages.iter().enumerate() {
         let at = |field: &str| format!("messages[{i}]{field}");
-        let Value::Object(message) = message else {
+        let Ok(message) = Members::parse(message.get().as_bytes()) else {
             return Err(ApiError::invalid(
                 format!("`{}` must be an object", at("")),
                 at(""),
             ));
         };
-        let role = match message.get("role") {
-            Some(Value::String(role)) => role.as_str(),
+        let role = match message.0.iter().find(|(key, _)| key == "role") {
+            Some((_, role)) => string(role),
             None => {
                 return Err(ApiError::invalid(
                     format!("`{}` is missing", at(".role")),
                     at(".role"),
                 ));
             }
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    format!("`{}` must be a string", at(".role")),
-                    at(".role"),
-                ));
-            }
         };
-        if !ROLES.contains(&role) {
+        let Some(role) = role else {
+            return Err(ApiError::invalid(
+                format!("`{}` must be a string", at(".role")),
+                at(".role"),
+            ));
+        };
+        if !ROLES.contains(&role.as_ref()) {
             return Err(ApiError::invalid(
                 format!("`{}` must be one of {}", at(".role"), ROLES.join(", ")),
                 at(".role"),
             ));
         }
-        let calls_tools =
-            message.contains_key("tool_calls") || message.contains_key("function_call");
-        match message.get("content") {
-            Some(Value::String(text)) => chars += text.len(),
-            Some(Value::Array(parts)) => {
-                chars += parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .map(str::len)
-                    .sum::<usize>();
-            }
-            None | Some(Value::Null) if role == "assistant" && calls_tools => {}
+        let calls_tools = message.contains("tool_calls") || message.contains("function_call");
+        let content = message.0.iter().find(|(key, _)| key == "content");
+        match content.map(|(_, content)| content.as_ref()) {
+            Some(text) if text.starts_with('"') => match decode_string(text) {
+                Ok(text) => chars += text.len(),
+                Err(e) => {
+                    return Err(ApiError::invalid(
+                        format!("`{}` is not a valid string: {e}", at(".content")),
+                        at(".content"),
+                    ));
+                }
+            },
+            Some(parts) if parts.starts_with('[') => chars += text_parts(parts),
+            None | Some("null") if role == "assistant" && calls_tools => {}
             None => {
                 return Err(ApiError::invalid(
                     format!("`{}` is missing", at(".content")),
@@ -250,13 +276,26 @@ fn check_messages(messages: Option<&Value>) -> Result<usize, ApiError> {
     Ok(chars)
 }
 
-fn check_model(model: Option<&Value>, settings: &Settings) -> Result<String, ApiError> {
-    let model = match model {
-        None | Some(Value::Null) => return Ok(settings.default_model().to_owned()),
-        Some(Value::String(m)) if m.is_empty() => return Ok(settings.default_model().to_owned()),
-        Some(Value::String(m)) => m,
-        Some(_) => return Err(invalid("`model` must be a string", "model")),
+/// Characters of text in an array of content parts: the `text` of each part that has one.
+fn text_parts(parts: &str) -> usize {
+    let parts: Vec<&serde_json::value::RawValue> = serde_json::from_str(parts).unwrap_or_default();
+    parts
+        .iter()
+        .filter_map(|part| Members::parse(part.get().as_bytes()).ok())
+        .filter_map(|part| part.get("text").and_then(string).map(|t| t.len()))
+        .sum()
+}
+
+fn check_model(model: Option<&str>, settings: &Settings) -> Result<String, ApiError> {
+    let Some(model) = model else {
+        return Ok(settings.default_model().to_owned());
     };
+    let Some(model) = string(model) else {
+        return Err(invalid("`model` must be a string", "model"));
+    };
+    if model.is_empty() {
+        return Ok(settings.default_model().to_owned());
+    }
     if model.chars().count() > MAX_MODEL_CHARS || model.chars().any(char::is_control) {
         return Err(invalid(
             "`model` must be at most 256 characters with no control characters",
@@ -264,7 +303,7 @@ fn check_model(model: Option<&Value>, settings: &Settings) -> Result<String, Api
         ));
     }
     let allowed = &settings.allowed_models.0;
-    if !allowed.is_empty() && !allowed.iter().any(|a| a == model) {
+    if !allowed.is_empty() && !allowed.iter().any(|a| *a == model) {
         return Err(ApiError::invalid(
             format!(
                 "model {model:?} is not allowed here; allowed: {}",
@@ -273,11 +312,12 @@ fn check_model(model: Option<&Value>, settings: &Settings) -> Result<String, Api
             Some("model".to_owned()),
         ));
     }
-    Ok(model.clone())
+    Ok(model.into_owned())
 }
 
-fn whole(value: &Value, field: &str) -> Result<u64, ApiError> {
-    value.as_u64().ok_or_else(|| {
+/// A JSON number that is a whole number a u64 holds, as `Value::as_u64` reads it.
+fn whole(json: &str, field: &str) -> Result<u64, ApiError> {
+    serde_json::from_str::<u64>(json).map_err(|_| {
         ApiError::invalid(
             format!("`{field}` must be a whole number"),
             Some(field.to_owned()),
@@ -285,9 +325,9 @@ fn whole(value: &Value, field: &str) -> Result<u64, ApiError> {
     })
 }
 
-fn mock_options(m: &Map<String, Value>) -> Result<MockOptions, ApiError> {
+fn mock_options(m: &Members) -> Result<MockOptions, ApiError> {
     let field = |name: &str| match m.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(v) => whole(v, &format!("mock.{name}")).map(Some),
     };
     Ok(MockOptions {

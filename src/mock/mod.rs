@@ -55,10 +55,10 @@ impl MockModel {
         };
         // Bounded so that a request cannot make the mock allocate without limit.
         let count = count.min(1_000_000);
-        let prompt = last_user_text(request.messages());
+        let messages = request.messages();
+        let prompt = last_user_text(&messages);
         let tokens = text::answer(&prompt, count as usize);
-        let prompt_tokens = request
-            .messages()
+        let prompt_tokens = messages
             .iter()
             .map(|m| 3 + text::count_tokens(&message_text(m)))
             .sum::<u64>();

@@ -26,16 +26,24 @@ async fn malformed_bodies_get_a_400_naming_the_problem_while_a_stream_flows_inta
             "must be a JSON object",
         ),
         (
+            // Members are read as raw text (kept as written for the upstream): a deep body is
+            // walked without recursion, and what is not an object is named as such.
             "JSON nested 100,000 deep",
             "/api/chat",
-            deep.into_bytes(),
-            "recursion limit",
+            deep.clone().into_bytes(),
+            "must be a JSON object",
+        ),
+        (
+            "a message nested 100,000 deep",
+            "/v1/chat/completions",
+            format!(r#"{{"messages":[{deep}]}}"#).into_bytes(),
+            "`messages[0]` must be an object",
         ),
         (
             "a number past f64",
             "/v1/chat/completions",
             br#"{"max_tokens":1e400,"messages":[{"role":"user","content":"x"}]}"#.to_vec(),
-            "out of range",
+            "`max_tokens` must be a whole number",
         ),
         (
             "messages missing",
