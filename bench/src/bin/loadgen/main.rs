@@ -115,6 +115,11 @@ struct RunArgs {
     timeout_secs: f64,
     #[arg(long, default_value_t = 5.0)]
     connect_timeout_secs: f64,
+    /// Also write one line per measured request to this file: when it started (µs after the
+    /// measured window opened) and its time to first content event (µs), in start order. For
+    /// bench/ttft_bursts.py, which shows where in a burst of requests the slow ones are.
+    #[arg(long)]
+    trace_out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
                 req_timeout: secs(a.timeout_secs),
                 connect_timeout: secs(a.connect_timeout_secs),
                 pids: a.common.pids.clone(),
+                trace_out: a.trace_out.clone(),
             };
             let rt = streamgate_bench::runtime(a.common.threads).expect("tokio runtime");
             let mut v = rt.block_on(run::run(tgt.clone(), opts));

@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -29,6 +30,8 @@ pub struct RunOpts {
     pub req_timeout: Duration,
     pub connect_timeout: Duration,
     pub pids: Vec<PidGroup>,
+    /// Where to write each measured request's start and time to first token.
+    pub trace_out: Option<PathBuf>,
 }
 
 struct Shared {
@@ -40,6 +43,7 @@ struct Shared {
     stop: AtomicBool,
     req_timeout: Duration,
     connect_timeout: Duration,
+    trace: bool,
 }
 
 struct WorkerStats {
@@ -55,6 +59,8 @@ struct WorkerStats {
     warmup_errors: u64,
     connects: u64,
     last_done: Option<Instant>,
+    /// (start µs after the window opened, TTFT µs) of each measured request, with --trace-out.
+    trace: Vec<(u64, u64)>,
 }
 
 impl WorkerStats {
@@ -70,6 +76,7 @@ impl WorkerStats {
             warmup_errors: 0,
             connects: 0,
             last_done: None,
+            trace: Vec::new(),
         }
     }
 
@@ -87,6 +94,7 @@ impl WorkerStats {
         self.warmup_errors += o.warmup_errors;
         self.connects += o.connects;
         self.last_done = self.last_done.max(o.last_done);
+        self.trace.extend(o.trace);
     }
 }
 
@@ -126,6 +134,10 @@ async fn worker(sh: Arc<Shared>) -> WorkerStats {
                 if in_window {
                     record_us(&mut st.headers, t.headers);
                     record_us(&mut st.ttft, t.ttft);
+                    if sh.trace {
+                        let start = t0.saturating_duration_since(sh.measure_from);
+                        st.trace.push((micros(start), micros(t.ttft)));
+                    }
                     record_us(&mut st.total, t.total);
                     st.ok += 1;
                 }
@@ -147,6 +159,10 @@ async fn worker(sh: Arc<Shared>) -> WorkerStats {
         }
     }
     st
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn count_err(st: &mut WorkerStats, in_window: bool, e: ErrKind) {
@@ -211,6 +227,7 @@ pub async fn run(tgt: Target, o: RunOpts) -> Value {
         stop: AtomicBool::new(false),
         req_timeout: o.req_timeout,
         connect_timeout: o.connect_timeout,
+        trace: o.trace_out.is_some(),
     });
     let rss_start: Vec<(String, u64)> = o
         .pids
@@ -265,6 +282,17 @@ pub async fn run(tgt: Target, o: RunOpts) -> Value {
     let window = window_end
         .saturating_duration_since(measure_from)
         .as_secs_f64();
+    if let Some(path) = &o.trace_out {
+        total.trace.sort_unstable();
+        let lines: String = total
+            .trace
+            .iter()
+            .map(|(s, t)| format!("{s} {t}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(path, lines) {
+            eprintln!("loadgen: writing {}: {e}", path.display());
+        }
+    }
     let completed = total.completed_in_window;
     let errors: u64 = total.errors.values().sum();
     let mut rss = serde_json::Map::new();
