@@ -12,7 +12,7 @@ use crate::settings::Settings;
 
 mod members;
 
-use members::{Members, decode_string, is_null, string, write_string};
+use members::{Members, decode_string, is_null, json_string, string};
 
 /// Which API the request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,11 +82,7 @@ impl ChatRequest {
                 let Some(text) = string(&prompt) else {
                     return Err(invalid("`prompt` must be a string", "prompt"));
                 };
-                let mut messages = br#"[{"role":"user","content":"#.to_vec();
-                write_string(&mut messages, &text);
-                messages.extend_from_slice(b"}]");
-                // Written from a str and JSON text: UTF-8.
-                let messages = String::from_utf8(messages).unwrap_or_default();
+                let messages = format!(r#"[{{"role":"user","content":{}}}]"#, json_string(&text));
                 body.set("messages", Cow::Owned(messages));
             }
             // The browser API always streams; `stream` is not the client's to choose.
@@ -95,12 +91,7 @@ impl ChatRequest {
 
         let prompt_chars = check_messages(body.get("messages"))?;
         let model = check_model(body.get("model"), settings)?;
-        let mut model_json = Vec::with_capacity(model.len() + 2);
-        write_string(&mut model_json, &model);
-        body.set(
-            "model",
-            Cow::Owned(String::from_utf8(model_json).unwrap_or_default()),
-        );
+        body.set("model", Cow::Owned(json_string(&model)));
 
         let mock = match body.remove("mock").filter(|m| !is_null(m)) {
             None => MockOptions::default(),
@@ -139,10 +130,7 @@ impl ChatRequest {
             // The upstream is always asked for usage (see `upstream_body`); `include_usage`
             // above keeps whether the client itself asked.
             stream_options.set("include_usage", Cow::Borrowed("true"));
-            let mut options = Vec::new();
-            stream_options.write(&mut options, |_, _, _| {});
-            let options = String::from_utf8(options).unwrap_or_default();
-            body.set("stream_options", Cow::Owned(options));
+            body.set("stream_options", Cow::Owned(stream_options.to_json()));
         }
         if !settings.is_mock() && mock != MockOptions::default() {
             tracing::debug!("ignoring `mock` options: not in mock mode");
@@ -221,8 +209,8 @@ fn check_messages(messages: Option<&str>) -> Result<usize, ApiError> {
                 at(""),
             ));
         };
-        let role = match message.0.iter().find(|(key, _)| key == "role") {
-            Some((_, role)) => string(role),
+        let role = match message.raw("role") {
+            Some(role) => string(role),
             None => {
                 return Err(ApiError::invalid(
                     format!("`{}` is missing", at(".role")),
@@ -243,8 +231,7 @@ fn check_messages(messages: Option<&str>) -> Result<usize, ApiError> {
             ));
         }
         let calls_tools = message.contains("tool_calls") || message.contains("function_call");
-        let content = message.0.iter().find(|(key, _)| key == "content");
-        match content.map(|(_, content)| content.as_ref()) {
+        match message.raw("content") {
             Some(text) if text.starts_with('"') => match decode_string(text) {
                 Ok(text) => chars += text.len(),
                 Err(e) => {

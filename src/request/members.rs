@@ -24,18 +24,22 @@ impl<'a> Members<'a> {
         serde_json::from_slice(text)
     }
 
-    /// The JSON text of member `name`; JSON `null` counts as absent.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    /// The JSON text of member `name`, `null` included.
+    pub fn raw(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_ref())
-            .filter(|value| !is_null(value))
+    }
+
+    /// The JSON text of member `name`; JSON `null` counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.raw(name).filter(|value| !is_null(value))
     }
 
     /// Whether `name` is there at all, `null` included.
     pub fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|(key, _)| key == name)
+        self.raw(name).is_some()
     }
 
     /// Takes member `name` out, `null` included.
@@ -50,6 +54,14 @@ impl<'a> Members<'a> {
             Some((_, slot)) => *slot = value,
             None => self.0.push((Cow::Borrowed(name), value)),
         }
+    }
+
+    /// The object as JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        self.write(&mut out, |_, _, _| {});
+        // Keys written by serde_json, values taken from &str: UTF-8.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Writes the object out; `on_member` learns where each value landed in `out`.
@@ -85,7 +97,13 @@ pub fn decode_string(json: &str) -> serde_json::Result<Cow<'_, str>> {
 }
 
 /// `text` as a JSON string.
-pub fn write_string(out: &mut Vec<u8>, text: &str) {
+pub fn json_string(text: &str) -> String {
+    // Serialising a str cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// `text` as a JSON string, written to `out`.
+fn write_string(out: &mut Vec<u8>, text: &str) {
     // Writing a str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
 }
