@@ -91,7 +91,13 @@ impl ChatRequest {
 
         let prompt_chars = check_messages(body.get("messages"))?;
         let model = check_model(body.get("model"), settings)?;
-        body.set("model", Cow::Owned(json_string(&model)));
+        if model.is_empty() {
+            // Upstream mode with no UPSTREAM_MODEL and no model in the request: servers that
+            // host one model (vLLM, llama.cpp) pick it when `model` is absent, but refuse "".
+            body.remove("model");
+        } else {
+            body.set("model", Cow::Owned(json_string(&model)));
+        }
 
         let mock = match body.remove("mock").filter(|m| !is_null(m)) {
             None => MockOptions::default(),
@@ -360,6 +366,22 @@ mod tests {
         assert_eq!(body["vendor_extra"]["a"], 1);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert!(!r.include_usage);
+    }
+
+    #[test]
+    fn no_model_anywhere_leaves_model_out_of_the_upstream_body() {
+        let s = Settings::from_pairs(&[("UPSTREAM_BASE_URL", "http://127.0.0.1:1/v1")]).unwrap();
+        for body in [
+            r#"{"messages":[{"role":"user","content":"a"}]}"#,
+            r#"{"model":"","messages":[{"role":"user","content":"a"}]}"#,
+        ] {
+            let r = ChatRequest::parse(body.as_bytes(), Dialect::OpenAi, &s).unwrap();
+            let sent: Value = serde_json::from_slice(&r.upstream_body()).unwrap();
+            assert_eq!(sent.get("model"), None, "{body}");
+        }
+        let r = ChatRequest::parse(br#"{"model":"m1","prompt":"a"}"#, Dialect::Browser, &s);
+        let sent: Value = serde_json::from_slice(&r.unwrap().upstream_body()).unwrap();
+        assert_eq!(sent["model"], "m1");
     }
 
     #[test]
