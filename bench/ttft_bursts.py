@@ -12,6 +12,7 @@ or more systems and reports, for each:
 
   loadgen run --url http://127.0.0.1:18080 -c 256 -d 8 --trace-out gateway.trace
   python3 bench/ttft_bursts.py direct.trace gateway.trace nginx.trace
+  python3 bench/ttft_bursts.py --gap-ms 100 --big 32 --late-ms 25 gateway.trace   # each burst
 
 A burst is a run of requests each starting within --gap-ms of the one before.
 """
@@ -47,6 +48,8 @@ def main():
     ap.add_argument("traces", nargs="+")
     ap.add_argument("--gap-ms", type=float, default=5.0)
     ap.add_argument("--big", type=int, default=100, help="requests that make a burst big")
+    ap.add_argument("--late-ms", type=float, default=None,
+                    help="also list each burst: its size, median TTFT and requests slower than this")
     a = ap.parse_args()
     for path in a.traces:
         rows = read(path)
@@ -71,6 +74,11 @@ def main():
             span = (biggest[-1][0] - biggest[0][0]) / 1000
             print(f"  biggest burst: {n} requests started over {span:.1f} ms; "
                   f"mean TTFT per tenth, in start order: {means}")
+        if a.late_ms is not None:
+            for g in groups:
+                late = sum(r[1] > a.late_ms * 1000 for r in g)
+                print(f"  burst at {(g[0][0] - rows[0][0]) / 1000:8.1f} ms: {len(g):4d} requests, "
+                      f"TTFT p50 {pct([r[1] for r in g], .5):.2f} ms, {late} over {a.late_ms:g} ms")
 
 
 if __name__ == "__main__":
