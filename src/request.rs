@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::settings::Settings;
@@ -167,11 +168,50 @@ impl ChatRequest {
         self.upstream.clone()
     }
 
-    /// The messages, already checked to be an array of objects. Read again from the body:
-    /// only the mock model looks at them.
+    /// The messages, already checked to be an array of objects, as JSON values. serde_json
+    /// stops at 128 levels: a message with a member nested deeper reads as no messages.
     pub fn messages(&self) -> Vec<Value> {
         serde_json::from_slice(&self.upstream[self.messages.clone()]).unwrap_or_default()
     }
+
+    /// What the mock model reads of the messages: each one's role and text (its `content`
+    /// string, or the `text` of its content parts joined by spaces). Read member by member,
+    /// without recursion, so that a member nested deeper than serde_json's 128 levels, which
+    /// the checks let through, does not hide the prompt.
+    pub fn prompt(&self) -> Vec<PromptMessage> {
+        let all = std::str::from_utf8(&self.upstream[self.messages.clone()]).unwrap_or("[]");
+        let messages: Vec<&RawValue> = serde_json::from_str(all).unwrap_or_default();
+        messages
+            .iter()
+            .filter_map(|m| Members::parse(m.get().as_bytes()).ok())
+            .map(|m| PromptMessage {
+                role: m
+                    .get("role")
+                    .and_then(string)
+                    .unwrap_or_default()
+                    .into_owned(),
+                text: m.get("content").map(content_text).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// One message as the mock model reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptMessage {
+    pub role: String,
+    pub text: String,
+}
+
+/// A message's text: its `content` string, or the `text` of each content part, joined by
+/// spaces.
+fn content_text(content: &str) -> String {
+    if let Some(text) = string(content) {
+        return text.into_owned();
+    }
+    let mut texts = Vec::new();
+    each_part_text(content, |text| texts.push(text.to_owned()));
+    texts.join(" ")
 }
 
 /// Says why a body is not JSON. Bytes that are not UTF-8 are named as such (serde_json would
@@ -271,12 +311,21 @@ fn check_messages(messages: Option<&str>) -> Result<usize, ApiError> {
 
 /// Characters of text in an array of content parts: the `text` of each part that has one.
 fn text_parts(parts: &str) -> usize {
-    let parts: Vec<&serde_json::value::RawValue> = serde_json::from_str(parts).unwrap_or_default();
-    parts
-        .iter()
-        .filter_map(|part| Members::parse(part.get().as_bytes()).ok())
-        .filter_map(|part| part.get("text").and_then(string).map(|t| t.len()))
-        .sum()
+    let mut chars = 0;
+    each_part_text(parts, |text| chars += text.len());
+    chars
+}
+
+/// Calls `f` with the `text` of each content part that has one, in order.
+fn each_part_text(parts: &str, mut f: impl FnMut(&str)) {
+    let parts: Vec<&RawValue> = serde_json::from_str(parts).unwrap_or_default();
+    for part in parts {
+        if let Ok(part) = Members::parse(part.get().as_bytes())
+            && let Some(text) = part.get("text").and_then(string)
+        {
+            f(&text);
+        }
+    }
 }
 
 fn check_model(model: Option<&str>, settings: &Settings) -> Result<String, ApiError> {
@@ -366,6 +415,22 @@ mod tests {
         assert_eq!(body["vendor_extra"]["a"], 1);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert!(!r.include_usage);
+    }
+
+    #[test]
+    fn the_prompt_is_read_past_a_member_nested_deeper_than_serde_json_goes() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(
+            r#"{{"messages":[{{"role":"system","content":"be brief"}},{{"role":"user","content":[{{"type":"text","text":"hello"}},{{"type":"image_url","x":{deep}}},{{"type":"text","text":"there"}}],"extra":{deep}}}]}}"#
+        );
+        let r = parse(&body, Dialect::OpenAi).unwrap();
+        assert!(r.messages().is_empty(), "serde_json stops at 128 levels");
+        let prompt = r.prompt();
+        assert_eq!(prompt.len(), 2);
+        assert_eq!(prompt[0].role, "system");
+        assert_eq!(prompt[0].text, "be brief");
+        assert_eq!(prompt[1].role, "user");
+        assert_eq!(prompt[1].text, "hello there");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use futures::Stream;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, PromptMessage};
 use crate::settings::Settings;
 use crate::upstream::{Chunk, UpstreamError, Usage};
 
@@ -55,12 +55,12 @@ impl MockModel {
         };
         // Bounded so that a request cannot make the mock allocate without limit.
         let count = count.min(1_000_000);
-        let messages = request.messages();
+        let messages = request.prompt();
         let prompt = last_user_text(&messages);
-        let tokens = text::answer(&prompt, count as usize);
+        let tokens = text::answer(prompt, count as usize);
         let prompt_tokens = messages
             .iter()
-            .map(|m| 3 + text::count_tokens(&message_text(m)))
+            .map(|m| 3 + text::count_tokens(&m.text))
             .sum::<u64>();
         let per_sec = options.tokens_per_sec.unwrap_or(self.tokens_per_sec);
         Plan {
@@ -188,23 +188,10 @@ impl Plan {
     }
 }
 
-fn message_text(message: &Value) -> String {
-    match message.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    }
-}
-
-fn last_user_text(messages: &[Value]) -> String {
+fn last_user_text(messages: &[PromptMessage]) -> &str {
     messages
         .iter()
         .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(message_text)
-        .unwrap_or_default()
+        .find(|m| m.role == "user")
+        .map_or("", |m| m.text.as_str())
 }
