@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use super::UpstreamError;
-use super::h1::Http1;
+use super::h1::{FieldValue, Fields, Http1};
 use super::response::{Response, describe};
 use super::sanitize::sanitize;
 use super::sse::data_events;
@@ -34,6 +34,7 @@ pub enum ClientBuildError {
 
 /// Sent with every request, here and through reqwest alike.
 const USER_AGENT: &str = concat!("streamgate/", env!("CARGO_PKG_VERSION"));
+const REQUEST_ID: &str = "x-request-id";
 
 pub struct UpstreamClient {
     http: reqwest::Client,
@@ -47,6 +48,10 @@ pub struct UpstreamClient {
     key: Secret,
     /// `Bearer <key>`, built once (None without a key): it goes out with every request.
     authorization: Option<HeaderValue>,
+    /// [`common_headers`] as `driven` writes them, for streaming and whole answers: built
+    /// once, not per request.
+    streaming_fields: Fields,
+    whole_fields: Fields,
     retries: u32,
     /// Counts the attempts that are retried; the final error is counted by whoever gets it.
     metrics: Arc<Metrics>,
@@ -69,14 +74,18 @@ impl UpstreamClient {
         let base = base.as_str().trim_end_matches('/');
         let join = |path: &str| reqwest::Url::parse(&format!("{base}/{path}"));
         let completions_url = join("chat/completions")?;
+        let authorization = bearer(&settings.upstream_api_key);
+        let fields = |stream| Fields::new(&common_headers(authorization.as_ref(), stream));
         Ok(Self {
+            streaming_fields: fields(true),
+            whole_fields: fields(false),
             http,
             driven: Http1::for_endpoint(&completions_url, connect_timeout),
             redirects: AtomicBool::new(false),
             completions_url,
             models_url: join("models")?,
             key: settings.upstream_api_key.clone(),
-            authorization: bearer(&settings.upstream_api_key),
+            authorization,
             retries: settings.upstream_retries,
             metrics: Arc::clone(metrics),
         })
@@ -96,13 +105,9 @@ impl UpstreamClient {
     ) -> Result<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + use<>, UpstreamError>
     {
         let response = self.send_with_retries(body, request_id, true).await?;
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        if !content_type.starts_with("text/event-stream") {
+        let content_type = response.content_type().and_then(|v| v.to_str().ok());
+        if !content_type.is_some_and(|t| t.starts_with("text/event-stream")) {
+            let content_type = content_type.unwrap_or("").to_owned();
             // Some upstreams answer a streaming request with a JSON error and status 200.
             let text = read_bounded(response.into_body()).await;
             return Err(match error_message(&text) {
@@ -184,7 +189,15 @@ impl UpstreamClient {
             .as_ref()
             .filter(|_| !self.redirects.load(Relaxed))
         {
-            let answer = driven.post(&self.headers(request_id, stream), body).await?;
+            let fields = if stream {
+                &self.streaming_fields
+            } else {
+                &self.whole_fields
+            };
+            // Ids are checked where they are assigned; one that still is no header value is
+            // left out.
+            let id = FieldValue::new(request_id).map(|id| (REQUEST_ID, id));
+            let answer = driven.post(fields, id, body).await?;
             if !answer.status.is_redirection() {
                 return Ok(Response::Driven(answer));
             }
@@ -207,18 +220,10 @@ impl UpstreamClient {
     }
 
     fn headers(&self, request_id: &str, stream: bool) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(6);
-        let json = HeaderValue::from_static("application/json");
-        headers.insert(header::CONTENT_TYPE, json);
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        let accept = if stream { "text/event-stream" } else { "*/*" };
-        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        let mut headers = common_headers(self.authorization.as_ref(), stream);
         // Ids are checked where they are assigned; one that still is no header value is left out.
         if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", id);
-        }
-        if let Some(authorization) = &self.authorization {
-            headers.insert(header::AUTHORIZATION, authorization.clone());
+            headers.insert(REQUEST_ID, id);
         }
         headers
     }
@@ -229,8 +234,7 @@ impl UpstreamClient {
             return Ok(response);
         }
         let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
+            .retry_after()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         let text = read_bounded(response.into_body()).await;
@@ -251,6 +255,20 @@ impl UpstreamClient {
             retry_after,
         })
     }
+}
+
+/// What every completion request carries but its id.
+fn common_headers(authorization: Option<&HeaderValue>, stream: bool) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(5);
+    let json = HeaderValue::from_static("application/json");
+    headers.insert(header::CONTENT_TYPE, json);
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    let accept = if stream { "text/event-stream" } else { "*/*" };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    if let Some(authorization) = authorization {
+        headers.insert(header::AUTHORIZATION, authorization.clone());
+    }
+    headers
 }
 
 /// The `Authorization` value for an upstream key, marked sensitive so it is never logged.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, future::Either};
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
+use reqwest::header::{self, HeaderValue};
 
 use super::h1;
 
@@ -21,10 +21,17 @@ impl Response {
         }
     }
 
-    pub fn headers(&self) -> &HeaderMap {
+    pub fn content_type(&self) -> Option<&HeaderValue> {
         match self {
-            Response::Driven(answer) => &answer.headers,
-            Response::Reqwest(response) => response.headers(),
+            Response::Driven(answer) => answer.content_type.as_ref(),
+            Response::Reqwest(response) => response.headers().get(header::CONTENT_TYPE),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<&HeaderValue> {
+        match self {
+            Response::Driven(answer) => answer.retry_after.as_ref(),
+            Response::Reqwest(response) => response.headers().get(header::RETRY_AFTER),
         }
     }
 

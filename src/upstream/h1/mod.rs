@@ -33,12 +33,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 use tokio::net::TcpStream;
 
 pub use body::Body;
 use conn::Connection;
 use pool::Pool;
+pub use wire::{FieldValue, Fields};
 use wire::{Head, WireError};
 
 /// The proxy variables reqwest honours for `http://` URLs; with any of them set, requests go
@@ -59,7 +60,8 @@ pub struct Http1 {
 /// The head of an upstream's answer, and its body still to be read.
 pub struct Answer {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub content_type: Option<HeaderValue>,
+    pub retry_after: Option<HeaderValue>,
     pub body: Body,
 }
 
@@ -91,10 +93,15 @@ impl Http1 {
         })
     }
 
-    /// POSTs `body` with `headers` (and `Host`) and resolves once the answer's head is in.
-    /// On a kept connection, the request is written before this first returns `Pending`.
-    pub async fn post(&self, headers: &HeaderMap, body: &[u8]) -> Result<Answer, String> {
-        let request = wire::post_request(&self.target, &self.host_header, headers, body);
+    /// POSTs `body` with `fields`, `extra` (and `Host`) and resolves once the answer's head
+    /// is in. On a kept connection, the request is written before this first returns `Pending`.
+    pub async fn post(
+        &self,
+        fields: &Fields,
+        extra: Option<wire::Extra<'_>>,
+        body: &[u8],
+    ) -> Result<Answer, String> {
+        let request = wire::post_request(&self.target, &self.host_header, fields, extra, body);
         if let Some(connection) = self.pool.take() {
             match exchange(connection, &request).await {
                 Ok(answer) => return Ok(answer.into_answer(&self.pool)),
@@ -152,13 +159,15 @@ impl Headed {
     fn into_answer(self, pool: &Arc<Pool>) -> Answer {
         let Head {
             status,
-            headers,
+            content_type,
+            retry_after,
             framing,
             keep_alive,
         } = self.head;
         Answer {
             status,
-            headers,
+            content_type,
+            retry_after,
             body: Body::new(self.connection, framing, keep_alive, Arc::clone(pool)),
         }
     }

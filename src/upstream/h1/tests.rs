@@ -10,7 +10,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::header;
+use reqwest::header::{self, HeaderMap};
 
 use super::*;
 
@@ -128,17 +128,17 @@ fn serve(
     }
 }
 
-fn headers() -> HeaderMap {
+fn fields() -> Fields {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers
+    Fields::new(&headers)
 }
 
 async fn post(client: &Http1) -> Answer {
-    let answer = client.post(&headers(), b"{}").await;
+    let answer = client.post(&fields(), None, b"{}").await;
     let answer = answer.expect("an answer");
     assert_eq!(answer.status, 200);
     answer
@@ -182,8 +182,8 @@ async fn the_request_is_written_in_the_first_poll() {
     read_all(post(&client).await.body).await;
     upstream.requests.recv_timeout(WAIT).unwrap();
 
-    let headers = headers();
-    let mut second = std::pin::pin!(client.post(&headers, b"{}"));
+    let fields = fields();
+    let mut second = std::pin::pin!(client.post(&fields, None, b"{}"));
     let _ = second
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()));

@@ -7,7 +7,7 @@ use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue};
 
 /// The longest response head accepted, and the longest chunk-size or trailer line.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -24,37 +24,99 @@ impl fmt::Display for WireError {
     }
 }
 
-/// `POST {target}` with `Host`, `headers`, `Content-Length` and `body`, in one buffer so
-/// that it goes out in one write.
-pub fn post_request(target: &str, host: &HeaderValue, headers: &HeaderMap, body: &[u8]) -> Bytes {
-    let fields: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    let mut out = BytesMut::with_capacity(target.len() + host.len() + fields + body.len() + 64);
+/// Header fields as they go on the wire, `name: value\r\n` each: the fields every request
+/// carries are written out once, not once per request.
+///
+/// Not `Debug`: it holds the upstream key.
+#[derive(Clone, Default)]
+pub struct Fields(Vec<u8>);
+
+impl Fields {
+    pub fn new(headers: &HeaderMap) -> Self {
+        let mut fields = Fields::default();
+        for (name, value) in headers {
+            fields.push(name.as_str(), value);
+        }
+        fields
+    }
+
+    /// `value` is a `HeaderValue` so that it has been checked: no CR or LF gets in.
+    pub fn push(&mut self, name: &str, value: &HeaderValue) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value.as_bytes());
+        self.0.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A header value checked as `HeaderValue::from_str` checks one (no control characters but
+/// tab), without copying it into one.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldValue<'a>(&'a str);
+
+impl<'a> FieldValue<'a> {
+    pub fn new(value: &'a str) -> Option<Self> {
+        let allowed = |&b: &u8| b == b'\t' || (b >= b' ' && b != 0x7f);
+        value.as_bytes().iter().all(allowed).then_some(Self(value))
+    }
+}
+
+/// A request's own header field, written after the common [`Fields`].
+pub type Extra<'a> = (&'static str, FieldValue<'a>);
+
+/// `POST {target}` with `Host`, `fields`, `extra`, `Content-Length` and `body`, in one buffer
+/// so that it goes out in one write.
+pub fn post_request(
+    target: &str,
+    host: &HeaderValue,
+    fields: &Fields,
+    extra: Option<Extra<'_>>,
+    body: &[u8],
+) -> Bytes {
+    let extra_len = extra.map_or(0, |(name, value)| name.len() + value.0.len() + 4);
+    let mut out = BytesMut::with_capacity(
+        target.len() + host.len() + fields.0.len() + extra_len + body.len() + 64,
+    );
     out.put_slice(b"POST ");
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\nhost: ");
     out.put_slice(host.as_bytes());
     out.put_slice(b"\r\n");
-    for (name, value) in headers {
-        out.put_slice(name.as_str().as_bytes());
+    out.put_slice(&fields.0);
+    if let Some((name, FieldValue(value))) = extra {
+        out.put_slice(name.as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"content-length: ");
-    out.put_slice(body.len().to_string().as_bytes());
+    put_decimal(&mut out, body.len());
     out.put_slice(b"\r\n\r\n");
     out.put_slice(body);
     out.freeze()
 }
 
-/// A final response's head.
+fn put_decimal(out: &mut BytesMut, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[start..]);
+}
+
+/// A final response's head: its framing, and of its other fields the ones the gateway acts
+/// on. The rest are not relayed, so they are not kept.
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub content_type: Option<HeaderValue>,
+    pub retry_after: Option<HeaderValue>,
     pub framing: Framing,
     /// The connection may carry another request once this body has been read.
     pub keep_alive: bool,
@@ -121,45 +183,53 @@ fn read_head(
     http11: bool,
     fields: &[httparse::Header<'_>],
 ) -> Result<Head, WireError> {
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| WireError("the answer has an invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| WireError("the answer has an invalid header value"))?;
-        headers.append(name, value);
-    }
     let mut keep_alive = http11;
-    for value in headers.get_all(header::CONNECTION) {
-        for option in value.as_bytes().split(|&b| b == b',') {
-            let option = option.trim_ascii();
-            if option.eq_ignore_ascii_case(b"close") {
-                keep_alive = false;
-            } else if option.eq_ignore_ascii_case(b"keep-alive") {
-                keep_alive = true;
+    let mut content_type = None;
+    let mut retry_after = None;
+    // Whether the last transfer coding of all `Transfer-Encoding` fields is `chunked`; `None`
+    // without such a field.
+    let mut chunked = None;
+    // Read only where no `Transfer-Encoding` overrides it: until then, a bad one is no error.
+    let mut length = Ok(None);
+    // httparse has checked the names (tokens) and values (no control characters but tab).
+    for field in fields {
+        let name = field.name.as_bytes();
+        let items = || {
+            field
+                .value
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|item| !item.is_empty())
+        };
+        if name.eq_ignore_ascii_case(b"connection") {
+            for option in items() {
+                if option.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
             }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = items().next_back();
+            chunked = Some(last.map_or(chunked == Some(true), |coding| {
+                coding.eq_ignore_ascii_case(b"chunked")
+            }));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            length = length.and_then(|length| content_length(field.value, length));
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            content_type = content_type.or_else(|| HeaderValue::from_bytes(field.value).ok());
+        } else if name.eq_ignore_ascii_case(b"retry-after") {
+            retry_after = retry_after.or_else(|| HeaderValue::from_bytes(field.value).ok());
         }
     }
-    // RFC 9112 §6.3: these never have a body, whatever the headers say.
-    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok(Head {
-            status,
-            headers,
-            framing: Framing::Done,
-            keep_alive,
-        });
-    }
-    let framing = if headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|coding| !coding.is_empty());
-        if last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+    let framing = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        // RFC 9112 §6.3: these never have a body, whatever the headers say.
+        Framing::Done
+    } else if let Some(chunked) = chunked {
+        if chunked {
             // With Content-Length beside it the message is suspect: read it as chunked, as
             // the RFC says, but never send on this connection again.
-            if headers.contains_key(header::CONTENT_LENGTH) {
+            if !matches!(length, Ok(None)) {
                 keep_alive = false;
             }
             Framing::Chunked(Chunked::Size)
@@ -167,43 +237,42 @@ fn read_head(
             keep_alive = false;
             Framing::UntilClose
         }
-    } else if let Some(length) = content_length(&headers)? {
-        if length == 0 {
-            Framing::Done
-        } else {
-            Framing::Length(length)
-        }
     } else {
-        keep_alive = false;
-        Framing::UntilClose
+        match length? {
+            Some(0) => Framing::Done,
+            Some(length) => Framing::Length(length),
+            None => {
+                keep_alive = false;
+                Framing::UntilClose
+            }
+        }
     };
     Ok(Head {
         status,
-        headers,
+        content_type,
+        retry_after,
         framing,
         keep_alive,
     })
 }
 
-/// The one length all `Content-Length` fields agree on.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            let invalid = WireError("the answer's Content-Length is invalid");
-            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
-                return Err(invalid);
-            }
-            let n = std::str::from_utf8(item)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(invalid)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(invalid);
-            }
-            length = Some(n);
+/// `length` after one more `Content-Length` field: every length in every such field has to
+/// be the same.
+fn content_length(value: &[u8], mut length: Option<u64>) -> Result<Option<u64>, WireError> {
+    for item in value.split(|&b| b == b',') {
+        let item = item.trim_ascii();
+        let invalid = WireError("the answer's Content-Length is invalid");
+        if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+            return Err(invalid);
         }
+        let n = std::str::from_utf8(item)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(invalid)?;
+        if length.is_some_and(|l| l != n) {
+            return Err(invalid);
+        }
+        length = Some(n);
     }
     Ok(length)
 }

@@ -1,4 +1,5 @@
 use super::*;
+use reqwest::header;
 
 fn buf(bytes: &[u8]) -> BytesMut {
     BytesMut::from(bytes)
@@ -102,7 +103,7 @@ fn a_head_is_taken_once_it_is_complete() {
     buffer.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n5\r\n");
     let head = take_head(&mut buffer).unwrap().unwrap();
     assert_eq!(head.status, 200);
-    assert_eq!(head.headers[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(head.content_type.unwrap(), "text/event-stream");
     assert_eq!(head.framing, Framing::Chunked(Chunked::Size));
     assert!(head.keep_alive);
     assert_eq!(buffer, "5\r\n", "the body's first bytes stay in the buffer");
@@ -114,7 +115,7 @@ fn interim_answers_are_skipped() {
         .unwrap()
         .unwrap();
     assert_eq!(head.status, 429);
-    assert_eq!(head.headers[header::RETRY_AFTER], "3");
+    assert_eq!(head.retry_after.unwrap(), "3");
     assert_eq!(head.framing, Framing::Length(2));
 }
 
@@ -210,10 +211,31 @@ fn a_request_goes_out_as_one_buffer() {
     );
     headers.insert("x-request-id", HeaderValue::from_static("r1"));
     let host = HeaderValue::from_static("127.0.0.1:8000");
-    let request = post_request("/v1/chat/completions?x=1", &host, &headers, b"{\"a\":1}");
+    let fields = Fields::new(&headers);
+    let id = FieldValue::new("r2").map(|id| ("x-trace", id));
+    let request = post_request("/v1/chat/completions?x=1", &host, &fields, id, b"{\"a\":1}");
     assert_eq!(
         request,
         "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\
-         content-type: application/json\r\nx-request-id: r1\r\ncontent-length: 7\r\n\r\n{\"a\":1}"
+         content-type: application/json\r\nx-request-id: r1\r\nx-trace: r2\r\n\
+         content-length: 7\r\n\r\n{\"a\":1}"
     );
+    let empty = post_request("/", &host, &Fields::default(), None, &[b'x'; 1234]);
+    assert!(
+        empty.starts_with(
+            b"POST / HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-length: 1234\r\n\r\nx"
+        )
+    );
+}
+
+#[test]
+fn field_values_are_checked_as_header_values_are() {
+    for value in ["r1", "a b\tc", "~!\"#", "é", ""] {
+        assert!(FieldValue::new(value).is_some(), "{value:?}");
+        assert!(HeaderValue::from_str(value).is_ok(), "{value:?}");
+    }
+    for value in ["a\r\nb: c", "a\nb", "\u{7f}", "\0", "\u{1b}"] {
+        assert!(FieldValue::new(value).is_none(), "{value:?}");
+        assert!(HeaderValue::from_str(value).is_err(), "{value:?}");
+    }
 }
