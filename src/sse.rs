@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use futures::Stream;
@@ -17,13 +17,17 @@ pub const PING: &[u8] = b": ping\n\n";
 /// A `200 text/event-stream` response builder. `X-Accel-Buffering: no` makes nginx pass
 /// events through even when its own buffering is on; the gateway never compresses SSE.
 pub fn ok() -> HttpResponseBuilder {
+    // Static names and values: with `&str`s each would be checked and copied per response.
+    let static_value = HeaderValue::from_static;
     let mut builder = HttpResponse::Ok();
     builder
-        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"));
+        .insert_header((header::CONTENT_TYPE, static_value("text/event-stream")))
+        .insert_header((header::CACHE_CONTROL, static_value("no-cache")))
+        .insert_header((X_ACCEL_BUFFERING, static_value("no")));
     builder
 }
+
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// Wraps a stream of SSE bytes so that a `: ping` goes out whenever it has been silent for
 /// `period`. Besides keeping proxies from timing the stream out, the write is what lets the
