@@ -18,6 +18,15 @@ they say what happened between the sockets, which is what a relay is responsible
   tcpdump -i lo -nn -s 0 -w run.pcap 'tcp port 18080 or tcp port 18081' &   # while loadgen runs
   python3 bench/wire_latency.py run.pcap 18080 [--upstream-port 18081]
 
+With several requests in flight at once (`loadgen run -c 64`), the relay works through each
+burst one request after another, and the spacing of its packets within a burst is what each
+request costs it there (the CPU time and everything else that keeps it from the next socket):
+
+  relay requests      spacing of the relay's requests to the upstream, one after another
+  relay first events  spacing of the relay's first content packets to its clients
+
+Spacings over 200 µs are left out: those are between bursts, not within one.
+
 Needs tcpdump (to read the capture back as text). Only the openai dialect (`/v1`).
 """
 
@@ -103,6 +112,17 @@ def main():
     summary("relay request path", [b - c for c, _, b, _ in pairs])
     summary("upstream", [u - b for _, _, b, u in pairs])
     summary("relay first event", [d - u for _, d, _, u in pairs])
+    posts = sorted(t for t, src, dst, txt in pkts if dst == a.upstream_port and "POST " in txt)
+    spacing("relay requests", posts)
+    spacing("relay first events", sorted(d for _, d, _ in client))
+
+
+def spacing(name, times, within=200e-6):
+    """The median time between consecutive packets of one burst."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]) if b - a < within)
+    if gaps:
+        median = statistics.median(gaps) * 1e6
+        print(f"{name:20s} n={len(gaps):5d}  spacing p50 {median:6.1f} µs within bursts")
 
 
 if __name__ == "__main__":
