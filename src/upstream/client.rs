@@ -106,7 +106,7 @@ impl UpstreamClient {
     {
         let response = self.send_with_retries(body, request_id, true).await?;
         let content_type = response.content_type().and_then(|v| v.to_str().ok());
-        if !content_type.is_some_and(|t| t.starts_with("text/event-stream")) {
+        if !content_type.is_some_and(is_event_stream) {
             let content_type = content_type.unwrap_or("").to_owned();
             // Some upstreams answer a streaming request with a JSON error and status 200.
             let text = read_bounded(response.into_body()).await;
@@ -255,6 +255,13 @@ impl UpstreamClient {
             retry_after,
         })
     }
+}
+
+/// Whether a Content-Type names `text/event-stream`, parameters or not. Media types are
+/// case-insensitive (RFC 9110 §8.3.1): `Text/Event-Stream` is one too.
+fn is_event_stream(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default();
+    media_type.trim().eq_ignore_ascii_case("text/event-stream")
 }
 
 /// What every completion request carries but its id.

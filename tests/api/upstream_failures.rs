@@ -143,6 +143,33 @@ async fn a_json_answer_to_a_streaming_request_is_502_with_its_message() {
     );
 }
 
+#[actix_web::test]
+async fn an_event_stream_is_one_whatever_the_case_and_parameters_of_its_media_type() {
+    for content_type in ["Text/Event-Stream", "text/event-stream; charset=utf-8"] {
+        let upstream = MockUpstream::start(vec![Script(vec![
+            Step::Head(200, content_type),
+            Step::Data(content_chunk("ok")),
+            Step::Data("[DONE]".into()),
+        ])])
+        .await;
+        let app = gateway_for(&upstream, &[]).await;
+        let response = app.post("/v1/chat/completions", &chat()).await;
+        assert_eq!(response.status(), 200, "{content_type}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(r#""content":"ok""#), "{content_type}: {body}");
+    }
+    for content_type in ["text/event-streaming", "text/plain"] {
+        let upstream = MockUpstream::start(vec![Script(vec![
+            Step::Head(200, content_type),
+            Step::Raw("data: {}\n\n".into()),
+        ])])
+        .await;
+        let app = gateway_for(&upstream, &[]).await;
+        let response = app.post("/v1/chat/completions", &chat()).await;
+        assert_eq!(response.status(), 502, "{content_type}");
+    }
+}
+
 /// Scripts that fail after the first token, and what the error event must say.
 fn mid_stream_failures() -> Vec<(&'static str, Script, &'static str)> {
     let start = || vec![sse_head(), Step::Data(content_chunk("partial"))];
