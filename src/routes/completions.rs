@@ -24,7 +24,9 @@ pub async fn create(
     let request_id = outcome.request_id().to_owned();
 
     if !request.stream {
-        let answer = state.backend.complete(&request, &request_id).await;
+        // Boxed: the upstream exchange's future is ~2.7 KiB, and held inline it would size
+        // every request's handler future for this path, streaming ones included.
+        let answer = Box::pin(state.backend.complete(&request, &request_id)).await;
         return match answer {
             Ok(body) => {
                 note_completion(&mut outcome, &body);
