@@ -5,9 +5,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde_json::json;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -45,72 +46,69 @@ pub fn body(
     outcome: Outcome,
     sanitize: Box<dyn Fn(&str) -> String>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let relay = Relay {
+    Relay {
         phase: Phase::Opening(opening),
         include_usage,
         shutdown: Box::pin(shutdown.cancelled_owned()),
         outcome,
         sanitize,
-    };
-    futures::stream::unfold(relay, |mut relay| async move {
-        let frame = relay.next_frame().await?;
-        Some((Ok(frame), relay))
-    })
+    }
+}
+
+/// A hand-written stream rather than `futures::stream::unfold` over an `async fn`: unfold
+/// moves the whole relay into a new future and back out again for every event.
+impl Stream for Relay {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            // Shutdown first, so that a stream that never pauses still hears it.
+            let step = match &mut this.phase {
+                Phase::Over => return Poll::Ready(None),
+                _ if this.shutdown.as_mut().poll(cx).is_ready() => Err(Shutdown),
+                Phase::Opening(opening) => match ready!(opening.as_mut().poll(cx)) {
+                    Ok(opened) => {
+                        this.outcome.opened(opened.upstream_ttft);
+                        this.phase = Phase::Streaming(opened.chunks);
+                        continue;
+                    }
+                    Err(e) => Ok(Some(Err(e))),
+                },
+                Phase::Streaming(stream) => Ok(ready!(stream.as_mut().poll_next(cx))),
+            };
+            let frame = match step {
+                Ok(Some(Ok(chunk))) => match this.frame(&chunk) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+                Ok(Some(Err(error))) => {
+                    this.phase = Phase::Over;
+                    this.outcome.finish(Finish::from_error(&error));
+                    let message = (this.sanitize)(&error.to_string());
+                    error_frame(&message, error.code())
+                }
+                Ok(None) => {
+                    this.phase = Phase::Over;
+                    // `[DONE]` without a finish_reason is still a clean end.
+                    this.outcome.finish(Finish::Upstream("stop".to_owned()));
+                    Bytes::from_static(DONE)
+                }
+                Err(Shutdown) => {
+                    this.phase = Phase::Over;
+                    this.outcome.finish(Finish::Error("shutting_down"));
+                    error_frame(
+                        "the gateway is shutting down; the answer was cut short",
+                        "shutting_down",
+                    )
+                }
+            };
+            return Poll::Ready(Some(Ok(frame)));
+        }
+    }
 }
 
 impl Relay {
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            let step = match &mut self.phase {
-                Phase::Over => return None,
-                Phase::Opening(opening) => tokio::select! {
-                    biased;
-                    _ = &mut self.shutdown => Err(Shutdown),
-                    opened = opening => Ok(match opened {
-                        Ok(opened) => {
-                            self.outcome.opened(opened.upstream_ttft);
-                            self.phase = Phase::Streaming(opened.chunks);
-                            continue;
-                        }
-                        Err(e) => Some(Err(e)),
-                    }),
-                },
-                Phase::Streaming(stream) => tokio::select! {
-                    biased;
-                    _ = &mut self.shutdown => Err(Shutdown),
-                    item = stream.next() => Ok(item),
-                },
-            };
-            match step {
-                Ok(Some(Ok(chunk))) => {
-                    if let Some(frame) = self.frame(&chunk) {
-                        return Some(frame);
-                    }
-                }
-                Ok(Some(Err(error))) => {
-                    self.phase = Phase::Over;
-                    self.outcome.finish(Finish::from_error(&error));
-                    let message = (self.sanitize)(&error.to_string());
-                    return Some(error_frame(&message, error.code()));
-                }
-                Ok(None) => {
-                    self.phase = Phase::Over;
-                    // `[DONE]` without a finish_reason is still a clean end.
-                    self.outcome.finish(Finish::Upstream("stop".to_owned()));
-                    return Some(Bytes::from_static(DONE));
-                }
-                Err(Shutdown) => {
-                    self.phase = Phase::Over;
-                    self.outcome.finish(Finish::Error("shutting_down"));
-                    return Some(error_frame(
-                        "the gateway is shutting down; the answer was cut short",
-                        "shutting_down",
-                    ));
-                }
-            }
-        }
-    }
-
     /// The frame for a chunk, or `None` for a usage-only chunk the client did not ask for.
     fn frame(&mut self, chunk: &Chunk) -> Option<Bytes> {
         self.outcome.relayed();

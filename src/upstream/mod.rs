@@ -9,8 +9,11 @@ mod sanitize;
 mod scan;
 mod sse;
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 pub use chunk::{Chunk, ChunkReader, Usage};
 pub use client::{ClientBuildError, UpstreamClient};
@@ -21,37 +24,51 @@ pub use sse::data_events;
 /// Turns `data` payloads into chunks. `[DONE]` ends the stream cleanly; so does the end of
 /// the body after a `finish_reason`. A body that ends without either has failed, and says so.
 /// After an error nothing more is read.
-pub fn chunks<S>(data: S) -> impl Stream<Item = Result<Chunk, UpstreamError>> + Send
+pub fn chunks<S>(data: S) -> Chunks<S>
 where
     S: Stream<Item = Result<Bytes, UpstreamError>> + Send,
 {
-    struct State<S> {
-        data: std::pin::Pin<Box<S>>,
-        reader: ChunkReader,
-        finished: bool,
-        over: bool,
-    }
-    let state = State {
+    Chunks {
         data: Box::pin(data),
         reader: ChunkReader::default(),
         finished: false,
         over: false,
-    };
-    futures::stream::unfold(state, |mut state| async move {
-        if state.over {
-            return None;
+    }
+}
+
+/// The stream [`chunks`] returns. Written out rather than built with
+/// `futures::stream::unfold`, which moves its whole state (the reader's marks and prefix
+/// included) into a new future and back out again for every chunk.
+pub struct Chunks<S> {
+    data: Pin<Box<S>>,
+    reader: ChunkReader,
+    /// A chunk with a `finish_reason` went by: the body may now end without `[DONE]`.
+    finished: bool,
+    over: bool,
+}
+
+impl<S> Stream for Chunks<S>
+where
+    S: Stream<Item = Result<Bytes, UpstreamError>>,
+{
+    type Item = Result<Chunk, UpstreamError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.over {
+            return Poll::Ready(None);
         }
-        let item = match state.data.next().await {
-            Some(Ok(data)) if data.as_ref() == b"[DONE]" => return None,
-            Some(Ok(data)) => state.reader.parse(data),
-            Some(Err(e)) => Err(e),
-            None if state.finished => return None,
-            None => Err(UpstreamError::Truncated),
+        let item = match ready!(this.data.as_mut().poll_next(cx)) {
+            Some(Ok(data)) if data.as_ref() == b"[DONE]" => None,
+            Some(Ok(data)) => Some(this.reader.parse(data)),
+            Some(Err(e)) => Some(Err(e)),
+            None if this.finished => None,
+            None => Some(Err(UpstreamError::Truncated)),
         };
         match &item {
-            Ok(chunk) => state.finished |= chunk.finish_reason.is_some(),
-            Err(_) => state.over = true,
+            Some(Ok(chunk)) => this.finished |= chunk.finish_reason.is_some(),
+            Some(Err(_)) | None => this.over = true,
         }
-        Some((item, state))
-    })
+        Poll::Ready(item)
+    }
 }

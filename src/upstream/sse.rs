@@ -7,8 +7,11 @@
 //! event's data as a slice of the bytes received: no allocation per event in the common case
 //! of one `data:` line. `benches/sse_parser.rs` compares the two in one run.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use bytes::{Buf, Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 use super::UpstreamError;
 
@@ -16,31 +19,64 @@ use super::UpstreamError;
 /// (`: keep-alive`, `: OPENROUTER PROCESSING`), other fields (`event`, `id`, `retry`) and
 /// events without data never come out. An event the body ends before its blank line is not
 /// dispatched, as the SSE specification says.
-pub fn data_events<S, E>(body: S) -> impl Stream<Item = Result<Bytes, UpstreamError>> + Send
+pub fn data_events<S, E>(body: S) -> DataEvents<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display + Send,
 {
-    let state = (Box::pin(body), Decoder::default(), false);
-    futures::stream::unfold(state, |(mut body, mut decoder, mut ended)| async move {
+    DataEvents {
+        body: Box::pin(body),
+        decoder: Decoder::default(),
+        ended: false,
+    }
+}
+
+/// The stream [`data_events`] returns. Written out rather than built with
+/// `futures::stream::unfold`, which moves its whole state into a new future and back out
+/// again for every event.
+pub struct DataEvents<S> {
+    body: Pin<Box<S>>,
+    decoder: Decoder,
+    /// The body is over (ended, or failed): what is still decoded comes out, then nothing.
+    ended: bool,
+}
+
+impl<S, E> Stream for DataEvents<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, UpstreamError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            match decoder.next_event() {
-                Ok(Some(data)) => return Some((Ok(data), (body, decoder, ended))),
-                Ok(None) if ended => return None,
+            match this.decoder.next_event() {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(None) if this.ended => return Poll::Ready(None),
                 Ok(None) => {}
                 // Nothing after an error: the stream is over.
-                Err(e) => return Some((Err(e), (body, Decoder::default(), true))),
+                Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
             }
-            match body.next().await {
-                Some(Ok(bytes)) => decoder.push(&bytes),
+            match ready!(this.body.as_mut().poll_next(cx)) {
+                Some(Ok(bytes)) => this.decoder.push(&bytes),
                 Some(Err(e)) => {
                     let error = UpstreamError::Transport(e.to_string());
-                    return Some((Err(error), (body, Decoder::default(), true)));
+                    return Poll::Ready(Some(Err(this.fail(error))));
                 }
-                None => ended = true,
+                None => this.ended = true,
             }
         }
-    })
+    }
+}
+
+impl<S> DataEvents<S> {
+    /// Ends the stream after `error`: nothing buffered comes out any more.
+    fn fail(&mut self, error: UpstreamError) -> UpstreamError {
+        self.decoder = Decoder::default();
+        self.ended = true;
+        error
+    }
 }
 
 /// An incremental SSE decoder over bytes (the format is UTF-8, but only `data` needs to be
@@ -141,6 +177,8 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
+
+    use futures::StreamExt;
 
     use super::*;
 
