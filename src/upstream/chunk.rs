@@ -36,7 +36,7 @@ pub struct Chunk {
 }
 
 /// What one scan of a chunk found, as ranges into its text.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Found {
     choices: usize,
     /// `delta` of the first choice with index 0.
@@ -49,7 +49,7 @@ struct Found {
     message: Option<Range<usize>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Delta {
     content: Option<Range<usize>>,
     reasoning_content: Option<Range<usize>>,
@@ -351,11 +351,39 @@ impl Chunk {
 /// starts with the same bytes it resumes the scan after them, in the state the last scan had
 /// there: the same bytes in the same state scan the same way, so the verdict, every range
 /// and every error is the one a whole scan gives (tests/fuzz/chunk.rs checks it).
+///
+/// Most upstreams (vLLM, llama.cpp, Ollama, DeepSeek …) go further: all their content chunks
+/// are one text with only the `delta.content` string changing. The reader keeps the last
+/// chunk's [`Shape`], and a chunk that is its bytes with another string in that place is not
+/// scanned at all beyond that string.
 #[derive(Default)]
 pub struct ChunkReader {
     /// The last chunk's bytes up to its last mark.
     prefix: Vec<u8>,
     marks: Vec<Mark>,
+    /// The last scanned chunk around its content string, when it had one.
+    shape: Option<Shape>,
+    /// Chunks in a row that did not have the shape of the one before. An upstream that
+    /// varies more than the content (OpenAI pads each chunk with a random `obfuscation`)
+    /// never has, and after [`GIVE_UP`] misses its chunks are no longer compared and copied.
+    misses: u8,
+}
+
+/// See [`ChunkReader::misses`]. A stream's first and last chunks differ from the rest
+/// (`role`, `finish_reason`), so a reader must outlast two misses in a row.
+const GIVE_UP: u8 = 4;
+
+/// A chunk's bytes before and after its `delta.content` string, and what its scan found.
+///
+/// A text with the same bytes before and after, and any string literal between, scans the
+/// same way: the bytes before leave the scan in the same state, a string literal takes it
+/// to the state the other one did, and the same bytes follow. So its scan finds the same,
+/// with the content in the new place, as long as nothing else it found lies after that
+/// place (those ranges would move); [`ChunkReader::note_shape`] keeps only such shapes.
+struct Shape {
+    before: Vec<u8>,
+    after: Vec<u8>,
+    found: Found,
 }
 
 impl ChunkReader {
@@ -365,14 +393,26 @@ impl ChunkReader {
     }
 
     fn scan(&mut self, raw: &[u8], cursor: &mut Cursor<'_>) -> Scan<Found> {
+        if self.shape.is_some() {
+            if let Some(found) = self.same_shape(raw) {
+                self.misses = 0;
+                return Ok(found);
+            }
+            self.misses = self.misses.saturating_add(1);
+        }
         let same = common_prefix(&self.prefix, raw);
         let kept = self.marks.iter().take_while(|m| m.at <= same).count();
         self.marks.truncate(kept);
         let resume = self.marks.last().cloned();
         let result = scan_chunk(cursor, resume.as_ref(), Some(&mut self.marks));
-        if result.is_err() {
-            // A failed scan may have left marks past the error; the stream ends here anyway.
-            self.marks.clear();
+        match &result {
+            Ok(found) if self.misses < GIVE_UP => self.note_shape(raw, found),
+            Ok(_) => self.shape = None,
+            Err(_) => {
+                // A failed scan may have left marks past the error; the stream ends here anyway.
+                self.marks.clear();
+                self.shape = None;
+            }
         }
         // Keep `prefix` equal to this chunk's bytes up to the last mark: a mark at or before
         // `same` (never past the old prefix) lies in bytes the two chunks share.
@@ -384,6 +424,63 @@ impl ChunkReader {
             self.prefix.extend_from_slice(&raw[..end]);
         }
         result
+    }
+
+    /// What the scan of `raw` finds, if `raw` is the last shape with another content string.
+    /// Marks and prefix stay as they are: they lie in the bytes before the content.
+    fn same_shape(&self, raw: &[u8]) -> Option<Found> {
+        let shape = self.shape.as_ref()?;
+        let start = shape.before.len();
+        let end = raw.len().checked_sub(shape.after.len())?;
+        if end <= start || !raw.ends_with(&shape.after) || !raw.starts_with(&shape.before) {
+            return None;
+        }
+        let content = Cursor::starting_at(raw, start).string().ok()?;
+        if content != (start..end) {
+            return None;
+        }
+        let mut found = shape.found.clone();
+        found.first.as_mut()?.content = Some(content);
+        Some(found)
+    }
+
+    /// Keeps `raw`'s shape for the next chunk, if it has a content string and nothing else
+    /// found lies after it.
+    fn note_shape(&mut self, raw: &[u8], found: &Found) {
+        let Some(delta) = &found.first else {
+            self.shape = None;
+            return;
+        };
+        let Some(content) = delta.content.clone().filter(|c| raw[c.start] == b'"') else {
+            self.shape = None;
+            return;
+        };
+        let before_content =
+            |range: &Option<Range<usize>>| range.as_ref().is_none_or(|r| r.end <= content.start);
+        let others = [
+            &delta.reasoning_content,
+            &delta.reasoning,
+            &delta.tool_calls,
+            &found.finish_reason,
+            &found.error,
+            &found.object,
+            &found.message,
+        ];
+        if !others.into_iter().all(before_content) {
+            self.shape = None;
+            return;
+        }
+        // The vectors are reused from shape to shape.
+        let shape = self.shape.get_or_insert_with(|| Shape {
+            before: Vec::new(),
+            after: Vec::new(),
+            found: Found::default(),
+        });
+        shape.before.clear();
+        shape.before.extend_from_slice(&raw[..content.start]);
+        shape.after.clear();
+        shape.after.extend_from_slice(&raw[content.end..]);
+        shape.found.clone_from(found);
     }
 }
 
@@ -519,5 +616,92 @@ mod tests {
         let stripped = c.without_usage();
         assert!(!String::from_utf8_lossy(&stripped).contains("usage"));
         assert!(String::from_utf8_lossy(&stripped).contains("\"finish_reason\":\"stop\""));
+    }
+
+    /// What a reader makes of `text`, as comparable text.
+    fn read(reader: &mut ChunkReader, text: &str) -> String {
+        match reader.parse(Bytes::copy_from_slice(text.as_bytes())) {
+            Ok(c) => format!(
+                "content {:?} finish {:?} usage {:?}",
+                c.content_json().map(String::from_utf8_lossy),
+                c.finish_reason,
+                c.usage
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_reader_reuses_a_shape_only_for_exactly_one_string_in_the_content_place() {
+        let chunk = |content: &str| {
+            format!(
+                r#"{{"id":"c1","object":"chat.completion.chunk","choices":[{{"index":0,"delta":{{"content":{content}}},"finish_reason":null}}],"usage":null}}"#
+            )
+        };
+        for content in [
+            r#""x""#,
+            r#""a \"q\" \\ \u00e9""#,
+            r#""""#,
+            r#""x","role":"assistant""#,
+            r#""x",}"#,
+            r#""x" "y""#,
+            r#""unterminated"#,
+            "\"a\u{1}b\"",
+            "5",
+            "null",
+            r#"{"a":"b"}"#,
+            r#"  "spaced" "#,
+        ] {
+            let mut reader = ChunkReader::default();
+            read(&mut reader, &chunk(r#""abc""#));
+            assert!(
+                reader.shape.is_some(),
+                "a plain content chunk leaves its shape"
+            );
+            let text = chunk(content);
+            let alone = read(&mut ChunkReader::default(), &text);
+            assert_eq!(read(&mut reader, &text), alone, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_reader_stops_comparing_shapes_when_chunks_vary_beyond_their_content() {
+        let chunk = |content: &str, tail: &str| {
+            format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{content}"}}}}]{tail}}}"#)
+        };
+        let mut reader = ChunkReader::default();
+        // A first and a last chunk unlike the rest leave the shape of the others in use.
+        read(&mut reader, &chunk("", r#","role":"assistant""#));
+        for i in 0..10 {
+            read(&mut reader, &chunk(&i.to_string(), ""));
+        }
+        read(&mut reader, &chunk("", r#","x":1"#));
+        assert!(reader.shape.is_some());
+        let mut padded = ChunkReader::default();
+        for i in 0..GIVE_UP + 1 {
+            let tail = format!(r#","obfuscation":"{}""#, "x".repeat(usize::from(i)));
+            read(&mut padded, &chunk("a", &tail));
+        }
+        assert!(padded.shape.is_none());
+    }
+
+    #[test]
+    fn no_shape_is_kept_when_a_found_field_follows_the_content() {
+        let mut reader = ChunkReader::default();
+        read(
+            &mut reader,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#,
+        );
+        assert!(reader.shape.is_none());
+        read(
+            &mut reader,
+            r#"{"choices":[{"index":0,"delta":{"content":"a","tool_calls":[]}}]}"#,
+        );
+        assert!(reader.shape.is_none());
+        read(
+            &mut reader,
+            r#"{"choices":[{"index":0,"delta":{"content":5}}]}"#,
+        );
+        assert!(reader.shape.is_none());
     }
 }

@@ -320,6 +320,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A cursor at `at`, outside any object or array: for reading one value where a scan of
+    /// a text with the same bytes before `at` found one (see `ChunkReader`).
+    pub fn starting_at(text: &'a [u8], at: usize) -> Self {
+        Cursor { text, at, depth: 0 }
+    }
+
     /// Where the cursor is.
     pub fn position(&self) -> usize {
         self.at
