@@ -361,8 +361,12 @@ pub struct ChunkReader {
     /// The last chunk's bytes up to its last mark.
     prefix: Vec<u8>,
     marks: Vec<Mark>,
-    /// The last scanned chunk around its content string, when it had one.
-    shape: Option<Shape>,
+    /// The last scanned chunk around its content string, when it had one. Boxed, and not
+    /// taken from a stream's first chunk (its `role` sets it apart from the rest anyway):
+    /// a stream held open after its first event then carries none.
+    shape: Option<Box<Shape>>,
+    /// A chunk has been scanned.
+    started: bool,
     /// Chunks in a row that did not have the shape of the one before. An upstream that
     /// varies more than the content (OpenAI pads each chunk with a random `obfuscation`)
     /// never has, and after [`GIVE_UP`] misses its chunks are no longer compared and copied.
@@ -405,8 +409,9 @@ impl ChunkReader {
         self.marks.truncate(kept);
         let resume = self.marks.last().cloned();
         let result = scan_chunk(cursor, resume.as_ref(), Some(&mut self.marks));
+        let first = !std::mem::replace(&mut self.started, true);
         match &result {
-            Ok(found) if self.misses < GIVE_UP => self.note_shape(raw, found),
+            Ok(found) if !first && self.misses < GIVE_UP => self.note_shape(raw, found),
             Ok(_) => self.shape = None,
             Err(_) => {
                 // A failed scan may have left marks past the error; the stream ends here anyway.
@@ -471,10 +476,12 @@ impl ChunkReader {
             return;
         }
         // The vectors are reused from shape to shape.
-        let shape = self.shape.get_or_insert_with(|| Shape {
-            before: Vec::new(),
-            after: Vec::new(),
-            found: Found::default(),
+        let shape = self.shape.get_or_insert_with(|| {
+            Box::new(Shape {
+                before: Vec::new(),
+                after: Vec::new(),
+                found: Found::default(),
+            })
         });
         shape.before.clear();
         shape.before.extend_from_slice(&raw[..content.start]);
@@ -653,11 +660,13 @@ mod tests {
             r#"  "spaced" "#,
         ] {
             let mut reader = ChunkReader::default();
-            read(&mut reader, &chunk(r#""abc""#));
+            read(&mut reader, &chunk(r#""first""#));
             assert!(
-                reader.shape.is_some(),
-                "a plain content chunk leaves its shape"
+                reader.shape.is_none(),
+                "a stream's first chunk leaves no shape"
             );
+            read(&mut reader, &chunk(r#""abc""#));
+            assert!(reader.shape.is_some(), "a later one does");
             let text = chunk(content);
             let alone = read(&mut ChunkReader::default(), &text);
             assert_eq!(read(&mut reader, &text), alone, "{text}");
@@ -677,8 +686,9 @@ mod tests {
         }
         read(&mut reader, &chunk("", r#","x":1"#));
         assert!(reader.shape.is_some());
+        // No shape from the first chunk, none to compare with at the second, then misses.
         let mut padded = ChunkReader::default();
-        for i in 0..GIVE_UP + 1 {
+        for i in 0..GIVE_UP + 2 {
             let tail = format!(r#","obfuscation":"{}""#, "x".repeat(usize::from(i)));
             read(&mut padded, &chunk("a", &tail));
         }
@@ -687,21 +697,18 @@ mod tests {
 
     #[test]
     fn no_shape_is_kept_when_a_found_field_follows_the_content() {
-        let mut reader = ChunkReader::default();
-        read(
-            &mut reader,
+        let plain = r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#;
+        for text in [
             r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#,
-        );
-        assert!(reader.shape.is_none());
-        read(
-            &mut reader,
             r#"{"choices":[{"index":0,"delta":{"content":"a","tool_calls":[]}}]}"#,
-        );
-        assert!(reader.shape.is_none());
-        read(
-            &mut reader,
             r#"{"choices":[{"index":0,"delta":{"content":5}}]}"#,
-        );
-        assert!(reader.shape.is_none());
+        ] {
+            let mut reader = ChunkReader::default();
+            read(&mut reader, plain);
+            read(&mut reader, plain);
+            assert!(reader.shape.is_some());
+            read(&mut reader, text);
+            assert!(reader.shape.is_none(), "{text}");
+        }
     }
 }
