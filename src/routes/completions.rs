@@ -44,6 +44,8 @@ pub async fn create(
     let backend = state.backend.clone();
     let include_usage = request.include_usage;
     let mut opening: Opening = Box::pin(async move { backend.open(&request, &request_id).await });
+    // Built while the upstream thinks, not in the burst of first tokens that ends the wait.
+    let mut response = sse::ok();
     // Commit late: wait for the upstream's first event so that a refusal is a real HTTP
     // status, but no longer than a heartbeat period, after which 200 goes out and pings
     // keep proxies from cutting a model that thinks for minutes.
@@ -65,7 +67,7 @@ pub async fn create(
         Box::new(move |m| backend.sanitize(m)),
     );
     let early_ping = futures::stream::iter(committed_early.then(|| Ok(Bytes::from_static(PING))));
-    Ok(sse::ok().streaming(Heartbeat::new(early_ping.chain(relay), state.heartbeat())))
+    Ok(response.streaming(Heartbeat::new(early_ping.chain(relay), state.heartbeat())))
 }
 
 /// Takes the usage and finish reason from a non-streaming answer, for the summary log.
