@@ -7,14 +7,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use serde_json::json;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{Finish, Outcome};
 use crate::backend::{ChunkStream, Opened};
-use crate::upstream::{Chunk, UpstreamError};
+use crate::upstream::{Chunk, UpstreamError, framed};
 
 pub type Opening = Pin<Box<dyn Future<Output = Result<Opened, UpstreamError>>>>;
 
@@ -118,22 +118,15 @@ impl Relay {
         if let Some(reason) = &chunk.finish_reason {
             self.outcome.finish(Finish::Upstream(reason.clone()));
         }
-        let raw = match chunk.usage {
-            None => chunk.raw().clone(),
-            Some(usage) => {
-                self.outcome.usage = Some(usage);
-                match (self.include_usage, chunk.choices_empty) {
-                    (true, _) => chunk.raw().clone(),
-                    (false, true) => return None,
-                    (false, false) => chunk.without_usage(),
-                }
-            }
+        let Some(usage) = chunk.usage else {
+            return Some(chunk.event());
         };
-        let mut frame = BytesMut::with_capacity(raw.len() + 8);
-        frame.put_slice(b"data: ");
-        frame.put_slice(&raw);
-        frame.put_slice(b"\n\n");
-        Some(frame.freeze())
+        self.outcome.usage = Some(usage);
+        match (self.include_usage, chunk.choices_empty) {
+            (true, _) => Some(chunk.event()),
+            (false, true) => None,
+            (false, false) => Some(framed(&chunk.without_usage())),
+        }
     }
 }
 

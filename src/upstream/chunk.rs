@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::UpstreamError;
@@ -26,6 +26,8 @@ pub struct Usage {
 #[derive(Debug, Clone)]
 pub struct Chunk {
     raw: Bytes,
+    /// The upstream's event, `data: {raw}\n\n`, as it came, when it came so.
+    pub(super) wire: Option<Bytes>,
     content: Option<Range<usize>>,
     reasoning: Option<Range<usize>>,
     tool_calls: Option<Range<usize>>,
@@ -302,7 +304,17 @@ impl Chunk {
             usage: found.usage,
             choices_empty: found.choices == 0,
             raw,
+            wire: None,
         })
+    }
+
+    /// The chunk as an event, `data: {raw}\n\n`: the upstream's own bytes when it sent it
+    /// so, as nearly all do, else a copy.
+    pub fn event(&self) -> Bytes {
+        if let Some(wire) = &self.wire {
+            return wire.clone();
+        }
+        framed(&self.raw)
     }
 
     /// The chunk's JSON exactly as the upstream sent it.
@@ -341,6 +353,15 @@ impl Chunk {
             Err(_) => self.raw.clone(),
         }
     }
+}
+
+/// `data: {json}\n\n`.
+pub fn framed(json: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(json.len() + 8);
+    frame.put_slice(b"data: ");
+    frame.put_slice(json);
+    frame.put_slice(b"\n\n");
+    frame.freeze()
 }
 
 /// Parses the chunks of one stream, scanning only what differs from the chunk before.

@@ -14,7 +14,7 @@ use super::UpstreamError;
 use super::h1::{FieldValue, Fields, Http1};
 use super::response::{Response, describe};
 use super::sanitize::sanitize;
-use super::sse::data_events;
+use super::sse::{Event, data_events};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::settings::Settings;
@@ -102,7 +102,7 @@ impl UpstreamClient {
         &self,
         body: Bytes,
         request_id: &str,
-    ) -> Result<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + use<>, UpstreamError>
+    ) -> Result<impl Stream<Item = Result<Event, UpstreamError>> + Send + use<>, UpstreamError>
     {
         let response = self.send_with_retries(body, request_id, true).await?;
         let content_type = response.content_type().and_then(|v| v.to_str().ok());

@@ -12,21 +12,20 @@ mod sse;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use futures::Stream;
 
-pub use chunk::{Chunk, ChunkReader, Usage};
+pub use chunk::{Chunk, ChunkReader, Usage, framed};
 pub use client::{ClientBuildError, UpstreamClient};
 pub use error::UpstreamError;
 pub use sanitize::sanitize;
-pub use sse::data_events;
+pub use sse::{Event, data_events};
 
 /// Turns `data` payloads into chunks. `[DONE]` ends the stream cleanly; so does the end of
 /// the body after a `finish_reason`. A body that ends without either has failed, and says so.
 /// After an error nothing more is read.
 pub fn chunks<S>(data: S) -> Chunks<S>
 where
-    S: Stream<Item = Result<Bytes, UpstreamError>> + Send,
+    S: Stream<Item = Result<Event, UpstreamError>> + Send,
 {
     Chunks {
         data: Box::pin(data),
@@ -49,7 +48,7 @@ pub struct Chunks<S> {
 
 impl<S> Stream for Chunks<S>
 where
-    S: Stream<Item = Result<Bytes, UpstreamError>>,
+    S: Stream<Item = Result<Event, UpstreamError>>,
 {
     type Item = Result<Chunk, UpstreamError>;
 
@@ -59,8 +58,11 @@ where
             return Poll::Ready(None);
         }
         let item = match ready!(this.data.as_mut().poll_next(cx)) {
-            Some(Ok(data)) if data.as_ref() == b"[DONE]" => None,
-            Some(Ok(data)) => Some(this.reader.parse(data)),
+            Some(Ok(event)) if event.data.as_ref() == b"[DONE]" => None,
+            Some(Ok(event)) => Some(this.reader.parse(event.data).map(|mut chunk| {
+                chunk.wire = event.wire;
+                chunk
+            })),
             Some(Err(e)) => Some(Err(e)),
             None if this.finished => None,
             None => Some(Err(UpstreamError::Truncated)),

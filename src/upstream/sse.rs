@@ -15,6 +15,15 @@ use futures::Stream;
 
 use super::UpstreamError;
 
+/// One event's `data`, and the event as it came when it was just `data: {data}\n\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub data: Bytes,
+    /// The upstream's own bytes of the event, when they were exactly `data: {data}\n\n`
+    /// (nearly always): a relay in the same dialect passes them on without a copy.
+    pub wire: Option<Bytes>,
+}
+
 /// Turns a response body into the `data` payloads of its events. Comment lines
 /// (`: keep-alive`, `: OPENROUTER PROCESSING`), other fields (`event`, `id`, `retry`) and
 /// events without data never come out. An event the body ends before its blank line is not
@@ -46,7 +55,7 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    type Item = Result<Bytes, UpstreamError>;
+    type Item = Result<Event, UpstreamError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -99,8 +108,8 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The data of the next complete event in what was pushed, if there is one.
-    pub fn next_event(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+    /// The next complete event in what was pushed, if there is one.
+    pub fn next_event(&mut self) -> Result<Option<Event>, UpstreamError> {
         loop {
             if !self.started {
                 if self.buf.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.buf) {
@@ -122,30 +131,39 @@ impl Decoder {
                 return Ok(None);
             };
             let end = self.scanned + at;
+            // The usual event, one `data: ` line ended by LF and a blank line, is split off
+            // whole rather than line by line: its bytes are then the frame a relay sends on.
+            if self.data.is_none() && self.buf[end] == b'\n' && self.buf.starts_with(b"data: ") {
+                match self.buf.get(end + 1) {
+                    // The event goes out at its blank line only: waiting for the next byte
+                    // delays nothing. The scan resumes at this line end.
+                    None => {
+                        self.scanned = end;
+                        return Ok(None);
+                    }
+                    Some(b'\n') => {
+                        let wire = self.buf.split_to(end + 2).freeze();
+                        self.scanned = 0;
+                        let data = checked(wire.slice(b"data: ".len()..end))?;
+                        let wire = Some(wire);
+                        return Ok(Some(Event { data, wire }));
+                    }
+                    Some(_) => {}
+                }
+            }
             self.after_cr = self.buf[end] == b'\r';
             let line = self.buf.split_to(end).freeze();
             self.buf.advance(1);
             self.scanned = 0;
             if let Some(data) = self.line(line)? {
-                return Ok(Some(data));
+                return Ok(Some(Event { data, wire: None }));
             }
         }
     }
 
     fn line(&mut self, line: Bytes) -> Result<Option<Bytes>, UpstreamError> {
         if line.is_empty() {
-            return match self.data.take() {
-                None => Ok(None),
-                // Nearly all chunks are ASCII (JSON escapes non-ASCII text or not); checking
-                // that word by word is several times cheaper than full UTF-8 validation.
-                Some(data) if data.is_ascii() => Ok(Some(data)),
-                Some(data) => match std::str::from_utf8(&data) {
-                    Ok(_) => Ok(Some(data)),
-                    Err(e) => Err(UpstreamError::InvalidEvent(format!(
-                        "the event stream is not UTF-8 ({e})"
-                    ))),
-                },
-            };
+            return self.data.take().map(checked).transpose();
         }
         if line[0] == b':' {
             return Ok(None);
@@ -174,6 +192,21 @@ impl Decoder {
     }
 }
 
+/// `data` if it is UTF-8, as the SSE format must be.
+fn checked(data: Bytes) -> Result<Bytes, UpstreamError> {
+    // Nearly all chunks are ASCII (JSON escapes non-ASCII text or not); checking that word
+    // by word is several times cheaper than full UTF-8 validation.
+    if data.is_ascii() {
+        return Ok(data);
+    }
+    match std::str::from_utf8(&data) {
+        Ok(_) => Ok(data),
+        Err(e) => Err(UpstreamError::InvalidEvent(format!(
+            "the event stream is not UTF-8 ({e})"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -190,7 +223,7 @@ mod tests {
         );
         futures::executor::block_on(data_events(body).collect::<Vec<_>>())
             .into_iter()
-            .map(|e| String::from_utf8(e.unwrap().to_vec()).unwrap())
+            .map(|e| String::from_utf8(e.unwrap().data.to_vec()).unwrap())
             .collect()
     }
 
@@ -231,7 +264,7 @@ mod tests {
         ]);
         let got = futures::executor::block_on(data_events(body).collect::<Vec<_>>());
         assert_eq!(
-            got.into_iter().map(|e| e.unwrap()).collect::<Vec<_>>(),
+            got.into_iter().map(|e| e.unwrap().data).collect::<Vec<_>>(),
             ["a"]
         );
     }
@@ -247,7 +280,55 @@ mod tests {
         let body = futures::stream::iter(pieces.into_iter().map(Ok::<_, Infallible>));
         let got = futures::executor::block_on(data_events(body).collect::<Vec<_>>());
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].as_ref().unwrap().len(), 300_000);
+        assert_eq!(got[0].as_ref().unwrap().data.len(), 300_000);
+    }
+
+    /// Each event's wire bytes, as text, byte by byte or whole.
+    fn wires(text: &'static str) -> [Vec<Option<String>>; 2] {
+        let whole = [Bytes::from_static(text.as_bytes())];
+        let bytes = text.as_bytes().chunks(1).map(Bytes::copy_from_slice);
+        [whole.to_vec(), bytes.collect()].map(|pieces| {
+            let body = futures::stream::iter(pieces.into_iter().map(Ok::<_, Infallible>));
+            futures::executor::block_on(data_events(body).collect::<Vec<_>>())
+                .into_iter()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let wire = e.wire.map(|w| String::from_utf8(w.to_vec()).unwrap());
+                    if let Some(wire) = &wire {
+                        assert_eq!(wire.as_bytes(), [b"data: ", &e.data[..], b"\n\n"].concat());
+                    }
+                    wire
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_plain_data_event_comes_with_its_own_bytes() {
+        let plain = "data: {\"a\":1}\n\ndata: [DONE]\n\n";
+        let expected = vec![
+            Some("data: {\"a\":1}\n\n".to_owned()),
+            Some("data: [DONE]\n\n".to_owned()),
+        ];
+        assert_eq!(wires(plain), [expected.clone(), expected]);
+        // After other fields and comments, the data line alone is the event's frame.
+        let after_fields = ": hi\n\nid: 1\ndata: x\n\n";
+        let expected = vec![Some("data: x\n\n".to_owned())];
+        assert_eq!(wires(after_fields), [expected.clone(), expected]);
+    }
+
+    #[test]
+    fn other_events_come_without_wire_bytes() {
+        for text in [
+            "data:x\n\n",
+            "data: x\r\n\r\n",
+            "data: x\r\r",
+            "data: x\ndata: y\n\n",
+            "data: x\n: comment\n\n",
+            "data: x\nid: 1\n\n",
+        ] {
+            assert_eq!(wires(text), [vec![None], vec![None]], "{text:?}");
+        }
     }
 
     #[test]
@@ -256,5 +337,14 @@ mod tests {
             futures::stream::iter([Ok::<_, Infallible>(Bytes::from_static(b"data: \xff\n\n"))]);
         let got = futures::executor::block_on(data_events(body).collect::<Vec<_>>());
         assert!(matches!(&got[0], Err(UpstreamError::InvalidEvent(m)) if m.contains("UTF-8")));
+        // Also when the event is taken whole, and when it is not.
+        for text in [&b"data: \xff\n\n"[..], b"data: \xff\r\n\r\n"] {
+            let mut decoder = Decoder::default();
+            decoder.push(text);
+            assert!(matches!(
+                decoder.next_event(),
+                Err(UpstreamError::InvalidEvent(_))
+            ));
+        }
     }
 }

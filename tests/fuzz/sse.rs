@@ -163,6 +163,17 @@ proptest! {
     }
 
     #[test]
+    fn an_event_handed_on_whole_is_its_data_framed(bytes in sse_soup(), cuts in cut_points()) {
+        let body = futures::stream::iter(split(&bytes, &cuts).into_iter().map(Ok::<_, Infallible>));
+        let events: Vec<_> = futures::executor::block_on(data_events(body).collect());
+        for event in events.into_iter().flatten() {
+            if let Some(wire) = event.wire {
+                prop_assert_eq!(wire, [&b"data: "[..], &event.data, b"\n\n"].concat());
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_the_chunk_parser(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
         if let Ok(chunk) = Chunk::parse(Bytes::from(bytes.clone())) {
             prop_assert_eq!(chunk.raw().as_ref(), &bytes[..]);
