@@ -59,10 +59,7 @@ where
         }
         let item = match ready!(this.data.as_mut().poll_next(cx)) {
             Some(Ok(event)) if event.data.as_ref() == b"[DONE]" => None,
-            Some(Ok(event)) => Some(this.reader.parse(event.data).map(|mut chunk| {
-                chunk.wire = event.wire;
-                chunk
-            })),
+            Some(Ok(event)) => Some(this.reader.parse_event(event)),
             Some(Err(e)) => Some(Err(e)),
             None if this.finished => None,
             None => Some(Err(UpstreamError::Truncated)),
