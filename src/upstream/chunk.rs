@@ -367,12 +367,18 @@ enum Text {
     Checked,
 }
 
-/// `data: {json}\n\n`.
+/// `data: {json}\n\n`. A chunk the upstream sent in several `data` lines has line feeds
+/// in it (the decoder joins the lines with them, whitespace to JSON): each line then gets a
+/// `data: ` of its own, or a client would read the rest as other fields.
 pub fn framed(json: &[u8]) -> Bytes {
+    let lines = json.split(|&b| b == b'\n');
     let mut frame = BytesMut::with_capacity(json.len() + 8);
-    frame.put_slice(b"data: ");
-    frame.put_slice(json);
-    frame.put_slice(b"\n\n");
+    for line in lines {
+        frame.put_slice(b"data: ");
+        frame.put_slice(line);
+        frame.put_slice(b"\n");
+    }
+    frame.put_slice(b"\n");
     frame.freeze()
 }
 
@@ -556,6 +562,12 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_of_several_data_lines_is_framed_line_by_line() {
+        assert_eq!(framed(b"{\"a\":1}"), "data: {\"a\":1}\n\n");
+        assert_eq!(framed(b"{\"a\"\n:1}"), "data: {\"a\"\ndata: :1}\n\n");
+    }
 
     fn parse(s: &str) -> Result<Chunk, UpstreamError> {
         Chunk::parse(Bytes::copy_from_slice(s.as_bytes()))
