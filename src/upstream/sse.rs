@@ -68,7 +68,7 @@ where
                 Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
             }
             match ready!(this.body.as_mut().poll_next(cx)) {
-                Some(Ok(bytes)) => this.decoder.push(&bytes),
+                Some(Ok(bytes)) => this.decoder.push(bytes),
                 Some(Err(e)) => {
                     let error = UpstreamError::Transport(e.to_string());
                     return Poll::Ready(Some(Err(this.fail(error))));
@@ -92,7 +92,7 @@ impl<S> DataEvents<S> {
 /// valid text, and it is checked when its event is dispatched).
 #[derive(Default)]
 pub struct Decoder {
-    buf: BytesMut,
+    buf: Pending,
     /// How much of `buf` is known to hold no line end, so each byte is scanned once.
     scanned: usize,
     /// The last line ended with CR: an LF that comes next is part of that line end.
@@ -104,8 +104,8 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    pub fn push(&mut self, bytes: Bytes) {
+        self.buf.push(bytes);
     }
 
     /// The next complete event in what was pushed, if there is one.
@@ -142,7 +142,7 @@ impl Decoder {
                         return Ok(None);
                     }
                     Some(b'\n') => {
-                        let wire = self.buf.split_to(end + 2).freeze();
+                        let wire = self.buf.split_to(end + 2);
                         self.scanned = 0;
                         let data = checked(wire.slice(b"data: ".len()..end))?;
                         let wire = Some(wire);
@@ -152,7 +152,7 @@ impl Decoder {
                 }
             }
             self.after_cr = self.buf[end] == b'\r';
-            let line = self.buf.split_to(end).freeze();
+            let line = self.buf.split_to(end);
             self.buf.advance(1);
             self.scanned = 0;
             if let Some(data) = self.line(line)? {
@@ -189,6 +189,78 @@ impl Decoder {
             });
         }
         Ok(None)
+    }
+}
+
+/// Bytes received and not yet decoded.
+///
+/// A read that finds nothing pending is kept as it came, so the events split off it are
+/// slices of the body's own bytes: no copy and no allocation per read in the usual case,
+/// where every read ends at an event's end. Bytes are copied into a buffer of the decoder's
+/// own only while an event spans reads; that buffer grows like a `Vec` (amortised), so a
+/// long event arriving in many small reads is still copied in linear time.
+enum Pending {
+    Received(Bytes),
+    Joined(BytesMut),
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::Received(Bytes::new())
+    }
+}
+
+impl Pending {
+    fn push(&mut self, bytes: Bytes) {
+        if self.is_empty() {
+            *self = Self::Received(bytes);
+            return;
+        }
+        match self {
+            Self::Received(rest) => {
+                let mut joined = BytesMut::with_capacity(rest.len() + bytes.len());
+                joined.extend_from_slice(rest);
+                joined.extend_from_slice(&bytes);
+                *self = Self::Joined(joined);
+            }
+            Self::Joined(joined) => joined.extend_from_slice(&bytes),
+        }
+    }
+
+    fn split_to(&mut self, at: usize) -> Bytes {
+        let taken = match self {
+            Self::Received(bytes) => bytes.split_to(at),
+            Self::Joined(joined) => joined.split_to(at).freeze(),
+        };
+        self.release_if_empty();
+        taken
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Self::Received(bytes) => bytes.advance(n),
+            Self::Joined(joined) => joined.advance(n),
+        }
+        self.release_if_empty();
+    }
+
+    /// An empty slice still holds its whole allocation (the upstream connection's read
+    /// buffer, or the joined bytes): an idle stream should hold neither.
+    fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            *self = Self::default();
+        }
+    }
+}
+
+impl std::ops::Deref for Pending {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Received(bytes) => bytes,
+            Self::Joined(joined) => joined,
+        }
     }
 }
 
@@ -332,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn events_of_a_read_are_its_own_bytes_and_only_a_split_event_is_copied() {
+        let read = Bytes::from_static(b"data: a\n\ndata: b\n\ndata: c");
+        let mut decoder = Decoder::default();
+        decoder.push(read.clone());
+        for offset in [0, 9] {
+            let event = decoder.next_event().unwrap().unwrap();
+            assert_eq!(event.wire.unwrap().as_ptr(), read[offset..].as_ptr());
+        }
+        assert_eq!(decoder.next_event().unwrap(), None);
+        // The rest of `c` comes in the next read: joined, then the reads after it are
+        // taken as they come again.
+        decoder.push(Bytes::from_static(b"d\n\n"));
+        let event = decoder.next_event().unwrap().unwrap();
+        assert_eq!(event.data, "cd");
+        assert!(decoder.buf.is_empty());
+        let next = Bytes::from_static(b"data: e\n\n");
+        decoder.push(next.clone());
+        let event = decoder.next_event().unwrap().unwrap();
+        assert_eq!(event.wire.unwrap().as_ptr(), next.as_ptr());
+        assert!(matches!(decoder.buf, Pending::Received(ref b) if b.is_empty()));
+    }
+
+    #[test]
     fn invalid_utf8_in_data_is_named() {
         let body =
             futures::stream::iter([Ok::<_, Infallible>(Bytes::from_static(b"data: \xff\n\n"))]);
@@ -340,7 +435,7 @@ mod tests {
         // Also when the event is taken whole, and when it is not.
         for text in [&b"data: \xff\n\n"[..], b"data: \xff\r\n\r\n"] {
             let mut decoder = Decoder::default();
-            decoder.push(text);
+            decoder.push(Bytes::from_static(text));
             assert!(matches!(
                 decoder.next_event(),
                 Err(UpstreamError::InvalidEvent(_))
