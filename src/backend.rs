@@ -162,21 +162,25 @@ impl Backend {
     }
 }
 
-/// The rest of a generation after its first event: ends with [`UpstreamError::IdleTimeout`]
-/// when no event comes for `idle`, and counts every failure it carries. There is
-/// deliberately no total timeout: a healthy long answer is never cut.
-///
-/// One timer serves the whole stream. It is not reset per event (that would re-register it
-/// in the timer wheel every time); when it fires, it is re-armed from the last event's time
-/// if that was recent.
-struct Guarded {
-    first: Option<Chunk>,
-    stream: ChunkStream,
-    idle: Duration,
-    last_event: Instant,
-    timer: Pin<Box<Sleep>>,
-    metrics: Arc<Metrics>,
-    over: bool,
+pin_project_lite::pin_project! {
+    /// The rest of a generation after its first event: ends with
+    /// [`UpstreamError::IdleTimeout`] when no event comes for `idle`, and counts every
+    /// failure it carries. There is deliberately no total timeout: a healthy long answer is
+    /// never cut.
+    ///
+    /// One timer serves the whole stream. It is not reset per event (that would re-register
+    /// it in the timer wheel every time); when it fires, it is re-armed from the last
+    /// event's time if that was recent. It is held inline: this is boxed as a whole.
+    struct Guarded {
+        first: Option<Chunk>,
+        stream: ChunkStream,
+        idle: Duration,
+        last_event: Instant,
+        #[pin]
+        timer: Sleep,
+        metrics: Arc<Metrics>,
+        over: bool,
+    }
 }
 
 impl Guarded {
@@ -187,7 +191,7 @@ impl Guarded {
             stream,
             idle,
             last_event: now,
-            timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            timer: tokio::time::sleep_until(now + idle),
             metrics,
             over: false,
         }
@@ -197,37 +201,38 @@ impl Guarded {
 impl Stream for Guarded {
     type Item = Result<Chunk, UpstreamError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(first) = self.first.take() {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if let Some(first) = this.first.take() {
             return Poll::Ready(Some(Ok(first)));
         }
-        if self.over {
+        if *this.over {
             return Poll::Ready(None);
         }
-        match self.stream.as_mut().poll_next(cx) {
+        match this.stream.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                self.last_event = Instant::now();
+                *this.last_event = Instant::now();
                 if let Err(error) = &item {
-                    self.metrics.upstream_error(error);
-                    self.over = true;
+                    this.metrics.upstream_error(error);
+                    *this.over = true;
                 }
                 return Poll::Ready(Some(item));
             }
             Poll::Ready(None) => {
-                self.over = true;
+                *this.over = true;
                 return Poll::Ready(None);
             }
             Poll::Pending => {}
         }
-        while self.timer.as_mut().poll(cx).is_ready() {
-            let due = self.last_event + self.idle;
+        while this.timer.as_mut().poll(cx).is_ready() {
+            let due = *this.last_event + *this.idle;
             if Instant::now() >= due {
-                self.over = true;
-                let error = UpstreamError::IdleTimeout(self.idle.as_secs());
-                self.metrics.upstream_error(&error);
+                *this.over = true;
+                let error = UpstreamError::IdleTimeout(this.idle.as_secs());
+                this.metrics.upstream_error(&error);
                 return Poll::Ready(Some(Err(error)));
             }
-            self.timer.as_mut().reset(due);
+            this.timer.as_mut().reset(due);
         }
         Poll::Pending
     }

@@ -13,10 +13,17 @@ use serde_json::json;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{Finish, Outcome};
-use crate::backend::{ChunkStream, Opened};
+use crate::backend::{Backend, ChunkStream, Opened};
 use crate::upstream::{Chunk, UpstreamError, framed};
 
 pub type Opening = Pin<Box<dyn Future<Output = Result<Opened, UpstreamError>>>>;
+
+/// Where a relay starts: the upstream's first event is in (nearly always, as the handler
+/// waits for it), or it is still coming.
+pub enum Start {
+    Opened(Opened),
+    Opening(Opening),
+}
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -26,32 +33,46 @@ enum Phase {
     Over,
 }
 
-struct Relay {
-    phase: Phase,
-    include_usage: bool,
-    /// Registered once: asking the token for a new waiter on every event would take its
-    /// lock and queue a waiter each time.
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    outcome: Outcome,
-    sanitize: Box<dyn Fn(&str) -> String>,
+pin_project_lite::pin_project! {
+    struct Relay {
+        // Registered once: asking the token for a new waiter on every event would take its
+        // lock and queue a waiter each time. Inline: the body holding it is boxed already.
+        #[pin]
+        shutdown: WaitForCancellationFutureOwned,
+        state: State,
+    }
 }
 
-/// The response body for a streaming completion. `opening` resolves to the upstream's
-/// stream (it may already have, or still be waiting for the first event). Dropping the body
-/// drops the upstream request with it.
+struct State {
+    phase: Phase,
+    include_usage: bool,
+    outcome: Outcome,
+    /// Makes upstream error text safe to show the client.
+    backend: Backend,
+}
+
+/// The response body for a streaming completion, from the upstream's first event, or from
+/// the wait for it. Dropping the body drops the upstream request with it.
 pub fn body(
-    opening: Opening,
+    start: Start,
     include_usage: bool,
     shutdown: CancellationToken,
     outcome: Outcome,
-    sanitize: Box<dyn Fn(&str) -> String>,
+    backend: Backend,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    Relay {
-        phase: Phase::Opening(opening),
+    let mut state = State {
+        phase: Phase::Over,
         include_usage,
-        shutdown: Box::pin(shutdown.cancelled_owned()),
         outcome,
-        sanitize,
+        backend,
+    };
+    state.phase = match start {
+        Start::Opened(opened) => state.opened(opened),
+        Start::Opening(opening) => Phase::Opening(opening),
+    };
+    Relay {
+        shutdown: shutdown.cancelled_owned(),
+        state,
     }
 }
 
@@ -61,16 +82,16 @@ impl Stream for Relay {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+        let mut relay = self.project();
+        let this = &mut *relay.state;
         loop {
             // Shutdown first, so that a stream that never pauses still hears it.
             let step = match &mut this.phase {
                 Phase::Over => return Poll::Ready(None),
-                _ if this.shutdown.as_mut().poll(cx).is_ready() => Err(Shutdown),
+                _ if relay.shutdown.as_mut().poll(cx).is_ready() => Err(Shutdown),
                 Phase::Opening(opening) => match ready!(opening.as_mut().poll(cx)) {
                     Ok(opened) => {
-                        this.outcome.opened(opened.upstream_ttft);
-                        this.phase = Phase::Streaming(opened.chunks);
+                        this.phase = this.opened(opened);
                         continue;
                     }
                     Err(e) => Ok(Some(Err(e))),
@@ -85,7 +106,7 @@ impl Stream for Relay {
                 Ok(Some(Err(error))) => {
                     this.phase = Phase::Over;
                     this.outcome.finish(Finish::from_error(&error));
-                    let message = (this.sanitize)(&error.to_string());
+                    let message = this.backend.sanitize(&error.to_string());
                     error_frame(&message, error.code())
                 }
                 Ok(None) => {
@@ -108,7 +129,12 @@ impl Stream for Relay {
     }
 }
 
-impl Relay {
+impl State {
+    fn opened(&mut self, opened: Opened) -> Phase {
+        self.outcome.opened(opened.upstream_ttft);
+        Phase::Streaming(opened.chunks)
+    }
+
     /// The frame for a chunk, or `None` for a usage-only chunk the client did not ask for.
     fn frame(&mut self, chunk: &Chunk) -> Option<Bytes> {
         self.outcome.relayed();

@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use super::{outcome_for, read_body};
 use crate::error::ApiError;
-use crate::relay::openai::{self, Opening};
+use crate::relay::openai::{self, Opening, Start};
 use crate::relay::{Finish, Outcome};
 use crate::request::{ChatRequest, Dialect};
 use crate::sse::{self, Heartbeat, PING};
@@ -49,22 +49,21 @@ pub async fn create(
     // Commit late: wait for the upstream's first event so that a refusal is a real HTTP
     // status, but no longer than a heartbeat period, after which 200 goes out and pings
     // keep proxies from cutting a model that thinks for minutes.
-    let (opening, committed_early): (Opening, bool) =
-        match tokio::time::timeout(state.heartbeat(), &mut opening).await {
-            Ok(Ok(opened)) => (Box::pin(async { Ok(opened) }), false),
-            Ok(Err(error)) => {
-                outcome.finish(Finish::from_error(&error));
-                return Err(error.into());
-            }
-            Err(_) => (opening, true),
-        };
-    let backend = state.backend.clone();
+    let (start, committed_early) = match tokio::time::timeout(state.heartbeat(), &mut opening).await
+    {
+        Ok(Ok(opened)) => (Start::Opened(opened), false),
+        Ok(Err(error)) => {
+            outcome.finish(Finish::from_error(&error));
+            return Err(error.into());
+        }
+        Err(_) => (Start::Opening(opening), true),
+    };
     let relay = openai::body(
-        opening,
+        start,
         include_usage,
         state.lifecycle.cut_token(),
         outcome,
-        Box::new(move |m| backend.sanitize(m)),
+        state.backend.clone(),
     );
     let early_ping = futures::stream::iter(committed_early.then(|| Ok(Bytes::from_static(PING))));
     Ok(response.streaming(Heartbeat::new(early_ping.chain(relay), state.heartbeat())))
