@@ -152,11 +152,11 @@ async fn relay(
             Some(Err(error)) => return End::Failed(error),
             None => return End::Done,
         };
-        if let Some(usage) = chunk.usage {
+        if let Some(usage) = chunk.usage() {
             outcome.usage = Some(usage);
         }
-        if let Some(reason) = &chunk.finish_reason {
-            outcome.finish(Finish::Upstream(reason.clone()));
+        if let Some(reason) = chunk.finish_reason() {
+            outcome.finish(Finish::Upstream(reason.to_owned()));
         }
         if chunk.has_delta() {
             outcome.delta();

@@ -141,10 +141,10 @@ impl State {
         if chunk.has_delta() {
             self.outcome.delta();
         }
-        if let Some(reason) = &chunk.finish_reason {
-            self.outcome.finish(Finish::Upstream(reason.clone()));
+        if let Some(reason) = chunk.finish_reason() {
+            self.outcome.finish(Finish::Upstream(reason.to_owned()));
         }
-        let Some(usage) = chunk.usage else {
+        let Some(usage) = chunk.usage() else {
             return Some(chunk.event());
         };
         self.outcome.usage = Some(usage);

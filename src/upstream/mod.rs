@@ -65,7 +65,7 @@ where
             None => Some(Err(UpstreamError::Truncated)),
         };
         match &item {
-            Some(Ok(chunk)) => this.finished |= chunk.finish_reason.is_some(),
+            Some(Ok(chunk)) => this.finished |= chunk.finish_reason().is_some(),
             Some(Err(_)) | None => this.over = true,
         }
         Poll::Ready(item)

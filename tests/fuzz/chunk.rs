@@ -42,8 +42,8 @@ fn reading(result: Result<Chunk, UpstreamError>) -> Reading {
             content: literal(c.content_json()),
             reasoning: literal(c.reasoning_json()),
             tool_calls: literal(c.tool_calls_json()),
-            finish_reason: c.finish_reason.clone(),
-            usage: c.usage,
+            finish_reason: c.finish_reason().map(str::to_owned),
+            usage: c.usage(),
             choices_empty: c.choices_empty,
         },
     }

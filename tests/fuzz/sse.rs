@@ -202,13 +202,13 @@ proptest! {
             prop_assert_eq!(text(chunk.content_json()), content);
             let reasoning = delta.reasoning.clone().filter(|r| !r.is_empty());
             prop_assert_eq!(text(chunk.reasoning_json()), reasoning);
-            prop_assert!(chunk.finish_reason.is_none());
+            prop_assert!(chunk.finish_reason().is_none());
         }
         let finish = &items[answer.deltas.len()];
-        prop_assert_eq!(finish.finish_reason.as_deref(), Some(answer.finish));
+        prop_assert_eq!(finish.finish_reason(), Some(answer.finish));
         if let Some((p, c)) = answer.usage {
             let (p, c) = (u64::from(p), u64::from(c));
-            let usage = items.last().unwrap().usage;
+            let usage = items.last().unwrap().usage();
             prop_assert_eq!(usage, Some(Usage { prompt_tokens: p, completion_tokens: c, total_tokens: p + c }));
         }
     }
