@@ -294,7 +294,7 @@ impl Chunk {
             ));
         }
         // Nearly every chunk is ASCII; checking that is several times cheaper than UTF-8.
-        if text == Text::Unchecked && !raw.is_ascii() {
+        if text == Text::Unchecked && !super::sse::is_ascii(&raw) {
             std::str::from_utf8(&raw).map_err(|e| {
                 invalid(ScanError {
                     at: e.valid_up_to(),

@@ -266,9 +266,9 @@ impl std::ops::Deref for Pending {
 
 /// `data` if it is UTF-8, as the SSE format must be.
 fn checked(data: Bytes) -> Result<Bytes, UpstreamError> {
-    // Nearly all chunks are ASCII (JSON escapes non-ASCII text or not); checking that word
-    // by word is several times cheaper than full UTF-8 validation.
-    if data.is_ascii() {
+    // Nearly all chunks are ASCII (JSON escapes non-ASCII text or not); checking that is
+    // several times cheaper than full UTF-8 validation.
+    if is_ascii(&data) {
         return Ok(data);
     }
     match std::str::from_utf8(&data) {
@@ -277,6 +277,24 @@ fn checked(data: Bytes) -> Result<Bytes, UpstreamError> {
             "the event stream is not UTF-8 ({e})"
         ))),
     }
+}
+
+/// `<[u8]>::is_ascii`, a block of 32 bytes at a time with one test per block. The standard
+/// one tests every 8-byte word on its own, a branch each: ~240 instructions for a typical
+/// 220-byte chunk, on every event the gateway relays.
+pub(super) fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        let any = block.chunks_exact(8).fold(0, |any, word| {
+            // `chunks_exact` yields 8 bytes each: the fallback never applies.
+            any | u64::from_ne_bytes(word.try_into().unwrap_or([0xff; 8]))
+        });
+        if any & HIGH_BITS != 0 {
+            return false;
+        }
+    }
+    blocks.remainder().is_ascii()
 }
 
 #[cfg(test)]
@@ -424,6 +442,19 @@ mod tests {
         let event = decoder.next_event().unwrap().unwrap();
         assert_eq!(event.wire.unwrap().as_ptr(), next.as_ptr());
         assert!(matches!(decoder.buf, Pending::Received(ref b) if b.is_empty()));
+    }
+
+    #[test]
+    fn ascii_is_told_apart_at_every_length_and_position() {
+        for len in 0..100 {
+            let text = vec![b'a'; len];
+            assert!(is_ascii(&text), "{len}");
+            for at in 0..len {
+                let mut other = text.clone();
+                other[at] = 0x80;
+                assert!(!is_ascii(&other), "{len} {at}");
+            }
+        }
     }
 
     #[test]
