@@ -19,23 +19,18 @@ bins=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 out=$(mktemp -d)
 pids=()
 trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
+# shellcheck source=bench/callgrind-lib.sh
+. bench/callgrind-lib.sh
 
 delay=${DELAY_MS:-0}
 chunks=${CHUNKS:-32}
-"$bins/bench-upstream" --listen 127.0.0.1:19081 --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay" >/dev/null 2>&1 &
-pids+=($!)
-(cd "$out" && exec env -i PATH="$PATH" UPSTREAM_BASE_URL=http://127.0.0.1:19081/v1 PORT=19080 \
-  RATE_LIMIT_RPM=0 MAX_STREAMS_PER_CLIENT=100000 RUST_LOG=warn \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" "$bin" \
-  >/dev/null 2>&1) &
-pids+=($!)
-for _ in $(seq 150); do curl -fsS http://127.0.0.1:19080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
-gw=$(pgrep -f "callgrind-out-file=$out/cg.out" | head -1)
+start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay"
+start_gateway_under_callgrind
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 >/dev/null
 callgrind_control -i on "$gw" >/dev/null
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 >/dev/null
 callgrind_control -d "$gw" >/dev/null
 sleep 1
-total=$(callgrind_annotate "$out"/cg.out.* 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+total=$(total_instructions "$out"/cg.out.*)
 echo "$bin ($dialect): $((total / 400)) instructions per request (400 requests of $chunks chunks, ${delay} ms apart)"
 if [[ -n "${KEEP:-}" ]]; then cp "$out"/cg.out.* "$KEEP"; echo "profile kept in $KEEP"; fi

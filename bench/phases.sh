@@ -26,16 +26,11 @@ n=${N:-40}
 out=$(mktemp -d)
 pids=()
 trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
+# shellcheck source=bench/callgrind-lib.sh
+. bench/callgrind-lib.sh
 
-"$bins/bench-upstream" --listen 127.0.0.1:19081 --chunks 1 --delay-ms 1500 --ttft-ms 1500 >/dev/null 2>&1 &
-pids+=($!)
-(cd "$out" && exec env -i PATH="$PATH" UPSTREAM_BASE_URL=http://127.0.0.1:19081/v1 PORT=19080 WORKERS=1 \
-  RATE_LIMIT_RPM=0 MAX_STREAMS_PER_CLIENT=100000 RUST_LOG=warn \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" "$bin" \
-  >/dev/null 2>&1) &
-pids+=($!)
-for _ in $(seq 150); do curl -fsS http://127.0.0.1:19080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
-gw=$(pgrep -f "callgrind-out-file=$out/cg.out" | head -1)
+start_upstream --chunks 1 --delay-ms 1500 --ttft-ms 1500
+start_gateway_under_callgrind WORKERS=1
 run() { "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c "$n" -n "$1" --timeout-secs 120 >/dev/null; }
 run "$n"
 run $((2 * n)) &
@@ -47,9 +42,7 @@ sleep 1.5; callgrind_control -d B "$gw" >/dev/null 2>&1
 wait "$loadgen"
 callgrind_control -d C "$gw" >/dev/null 2>&1
 sleep 1
-count() {
-  callgrind_annotate "$out/cg.out.$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
-}
+count() { total_instructions "$out/cg.out.$1"; }
 a=$(($(count 1) / n)) b=$(($(count 2) / n)) c=$(($(count 3) / n))
 echo "$bin ($dialect), $n streams in step, instructions per request:"
 echo "  request path (A - C)  $((a - c))"

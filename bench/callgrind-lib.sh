@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Shared by bench/callgrind.sh and bench/phases.sh, sourced after they set $bin (the gateway),
+# $bins (the bench binaries), $out (a scratch directory) and the array pids (killed by their
+# EXIT trap).
+
+# bench-upstream on 127.0.0.1:19081 with the arguments given.
+start_upstream() {
+  "$bins/bench-upstream" --listen 127.0.0.1:19081 "$@" >/dev/null 2>&1 &
+  pids+=($!)
+}
+
+# The gateway on 127.0.0.1:19080 under callgrind, instrumentation off, its profile written to
+# $out/cg.out.*; arguments are extra NAME=VALUE settings. Started from $out, so no .env of the
+# work tree is read. Sets $gw to its pid once it answers.
+start_gateway_under_callgrind() {
+  (cd "$out" && exec env -i PATH="$PATH" UPSTREAM_BASE_URL=http://127.0.0.1:19081/v1 PORT=19080 \
+    RATE_LIMIT_RPM=0 MAX_STREAMS_PER_CLIENT=100000 RUST_LOG=warn "$@" \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.out" "$bin" \
+    >/dev/null 2>&1) &
+  pids+=($!)
+  for _ in $(seq 150); do curl -fsS http://127.0.0.1:19080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
+  gw=$(pgrep -f "callgrind-out-file=$out/cg.out" | head -1)
+}
+
+# The instructions a callgrind profile counted in all.
+total_instructions() {
+  callgrind_annotate "$@" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
+}
