@@ -1,17 +1,28 @@
 //! Giving freed memory back to the operating system.
 //!
-//! glibc's malloc keeps freed chunks in its arenas for reuse; after a burst of streams has
-//! expired, the process would stay at its peak size indefinitely (measured: 1,000 expired
-//! 500-token streams left ~20 MiB resident). `malloc_trim` returns whole free pages from every
-//! arena to the kernel. It is called only after a sweep freed a meaningful amount, or after
+//! Allocators keep freed memory for reuse; after a burst of streams has expired, the process
+//! would stay at its peak size (measured with glibc: 1,000 expired 500-token streams left
+//! ~20 MiB resident; with mimalloc, 5,000 closed held streams left 47 MiB where 17 remain after
+//! a release). The release is called only after a sweep freed a meaningful amount, or after
 //! the number of running streams fell far from its peak (`ReleaseAfterFall`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Releases free heap pages to the operating system where the allocator supports it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Releases free heap pages of both allocators in the process: mimalloc, which the binary
+/// allocates with (`src/main.rs`), and the C library's malloc, which the C code linked in and
+/// the test binaries use.
 #[allow(unsafe_code)]
 pub fn release_free_memory() {
+    // SAFETY: mi_collect has no preconditions. Forced, it frees the calling thread's free
+    // pages and purges the free pages of every arena, process-wide, so it works from any
+    // thread: 5,000 closed held streams left 47 MiB resident without it, 17 MiB with it.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+    trim_libc_malloc();
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_libc_malloc() {
     // SAFETY: malloc_trim has no preconditions; it only walks the allocator's own free lists
     // under the allocator's locks and madvises fully free pages away.
     unsafe {
@@ -20,9 +31,9 @@ pub fn release_free_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_free_memory() {}
+fn trim_libc_malloc() {}
 
-/// When a fall in running streams is worth a `malloc_trim`: the count has dropped to half of its
+/// When a fall in running streams is worth a release: the count has dropped to half of its
 /// peak since the last release, and by at least `min_fall` streams. Each held stream keeps
 /// ~12 KiB of connection state; after 5,000 of them closed, glibc kept all ~58 MiB resident.
 pub struct ReleaseAfterFall {
