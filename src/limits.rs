@@ -13,7 +13,7 @@ use crate::ratelimit::{Limit, refuse};
 
 /// When a stream will end is unknown; a second is a polite pace for a client to try again.
 const RETRY_WHEN_BUSY: Duration = Duration::from_secs(1);
-/// Closed streams worth a `malloc_trim` (~12 KiB of connection state each: ~3 MiB).
+/// Closed streams worth a memory release (~12 KiB of connection state each: ~3 MiB).
 const RELEASE_AFTER_STREAMS: u32 = 256;
 /// How often the count of running streams is looked at for a fall.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
