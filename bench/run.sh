@@ -6,6 +6,9 @@
 # about 5 minutes (plus the release builds). Environment knobs (defaults in brackets):
 #   SKIP_BUILD=1           do not run cargo build [0]
 #   GATEWAY_BIN=path       gateway binary [$TARGET_DIR/release/streamgate]
+#   BASELINE_BIN=path      a second gateway binary (say, built from an earlier commit), run in
+#                          the same closed-loop rounds as row `baseline` (/v1/chat/completions),
+#                          so that a change is compared within one run, not across runs [none]
 #   BENCH_BIN_DIR=dir      where bench-upstream and loadgen are [$TARGET_DIR/release]
 #   SCENARIOS="a b c"      subset of scenarios to run; d's rows are inside a, b and c [a b c]
 #   SYSTEMS="direct gateway nginx"  subset of systems [all; nginx only if installed]
@@ -22,6 +25,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/streamgate}
+BASELINE_BIN=${BASELINE_BIN:-}
 BENCH_BIN_DIR=${BENCH_BIN_DIR:-$TARGET_DIR/release}
 SCENARIOS=${SCENARIOS:-"a b c"}
 SYSTEMS=${SYSTEMS:-"direct gateway nginx"}
@@ -110,6 +114,10 @@ if has_system gateway && [[ -x "$GATEWAY_BIN" ]]; then HAVE_GATEWAY=1; fi
 HAVE_NGINX=0
 if has_system nginx && command -v nginx >/dev/null 2>&1; then HAVE_NGINX=1; fi
 [[ $HAVE_GATEWAY == 1 ]] || echo "note: gateway not measured ($GATEWAY_BIN missing or not in SYSTEMS)" >&2
+if [[ -n $BASELINE_BIN && ! -x $BASELINE_BIN ]]; then
+  echo "BASELINE_BIN=$BASELINE_BIN is not an executable" >&2
+  exit 1
+fi
 [[ $HAVE_NGINX == 1 ]] || echo "note: nginx not measured (not on PATH or not in SYSTEMS)" >&2
 
 # ---------------------------------------------------------------- processes
@@ -128,10 +136,12 @@ GW_PID=
 GW_ENV=(UPSTREAM_BASE_URL="http://127.0.0.1:$UP_PORT/v1" HOST=127.0.0.1 PORT="$GW_PORT"
   RATE_LIMIT_RPM=100000000 RATE_LIMIT_BURST=100000000 MAX_STREAMS_PER_CLIENT=100000
   MAX_STREAMS=100000 RUST_LOG=warn HEARTBEAT_SECS=15 SHUTDOWN_GRACE_SECS=2 WORKERS="$SUT_WORKERS")
+# start_gateway [BINARY]: $GATEWAY_BIN unless another binary (the baseline) is given.
 start_gateway() {
-  grep -qF "$GATEWAY_BIN" "$CMDS" || echo "env ${GW_ENV[*]} $GATEWAY_BIN" >>"$CMDS"
+  local bin=${1:-$GATEWAY_BIN}
+  grep -qF "$bin" "$CMDS" || echo "env ${GW_ENV[*]} $bin" >>"$CMDS"
   # Started from $OUT so that no .env of the work tree is read.
-  (cd "$OUT" && exec env "${GW_ENV[@]}" "$GATEWAY_BIN") >>"$OUT/gateway.log" 2>&1 &
+  (cd "$OUT" && exec env "${GW_ENV[@]}" "$bin") >>"$OUT/gateway.log" 2>&1 &
   GW_PID=$!
   STARTED+=("$GW_PID")
   if ! wait_http "http://127.0.0.1:$GW_PORT/healthz" 100; then
@@ -250,6 +260,7 @@ closed_round() {
   local sc=$1 title=$2
   shift 2
   local systems=(direct gateway gateway-browser nginx) i
+  [[ -n $BASELINE_BIN ]] && systems+=(baseline)
   for ((i = 0; i < ${#systems[@]}; i++)); do
     closed_system "${systems[$(((i + ROUND - 1) % ${#systems[@]}))]}" "$sc" "$title" "$@"
   done
@@ -281,6 +292,13 @@ closed_system() {
         lg run "$sc" "$title" nginx "http://127.0.0.1:$NGX_PORT" "$@" \
           --pid "sut=$(nginx_pids)" --pid "upstream=$UP_PID"
         stop_nginx
+      fi
+      ;;
+    baseline)
+      if start_gateway "$BASELINE_BIN"; then
+        lg run "$sc" "$title" baseline "http://127.0.0.1:$GW_PORT" "$@" \
+          --dialect openai --pid "sut=$GW_PID" --pid "upstream=$UP_PID"
+        stop_gateway
       fi
       ;;
   esac
@@ -349,7 +367,8 @@ log "report"
   echo "## streamgate benchmark"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r); gateway: $GATEWAY_BIN;" \
-    "nginx: $( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //'); results in $OUT"
+    "${BASELINE_BIN:+baseline: $BASELINE_BIN; }nginx:" \
+    "$( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //'); results in $OUT"
   echo
   if ((${#FILES[@]})); then
     "$LG" report "${FILES[@]}"
