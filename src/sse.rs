@@ -76,8 +76,8 @@ where
         }
         while this.sleep.as_mut().poll(cx).is_ready() {
             let due = *this.last_item + period;
-            if Instant::now() >= due {
-                let now = Instant::now();
+            let now = Instant::now();
+            if now >= due {
                 *this.last_item = now;
                 this.sleep.as_mut().reset(now + period);
                 return Poll::Ready(Some(Ok(Bytes::from_static(PING))));

@@ -57,22 +57,21 @@ pub fn body(
     start: Start,
     include_usage: bool,
     shutdown: CancellationToken,
-    outcome: Outcome,
+    mut outcome: Outcome,
     backend: Backend,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let mut state = State {
-        phase: Phase::Over,
-        include_usage,
-        outcome,
-        backend,
-    };
-    state.phase = match start {
-        Start::Opened(opened) => state.opened(opened),
+    let phase = match start {
+        Start::Opened(opened) => streaming(&mut outcome, opened),
         Start::Opening(opening) => Phase::Opening(opening),
     };
     Relay {
         shutdown: shutdown.cancelled_owned(),
-        state,
+        state: State {
+            phase,
+            include_usage,
+            outcome,
+            backend,
+        },
     }
 }
 
@@ -91,7 +90,7 @@ impl Stream for Relay {
                 _ if relay.shutdown.as_mut().poll(cx).is_ready() => Err(Shutdown),
                 Phase::Opening(opening) => match ready!(opening.as_mut().poll(cx)) {
                     Ok(opened) => {
-                        this.phase = this.opened(opened);
+                        this.phase = streaming(&mut this.outcome, opened);
                         continue;
                     }
                     Err(e) => Ok(Some(Err(e))),
@@ -129,12 +128,13 @@ impl Stream for Relay {
     }
 }
 
-impl State {
-    fn opened(&mut self, opened: Opened) -> Phase {
-        self.outcome.opened(opened.upstream_ttft);
-        Phase::Streaming(opened.chunks)
-    }
+/// The phase once the upstream's first event is in; the outcome notes when it came.
+fn streaming(outcome: &mut Outcome, opened: Opened) -> Phase {
+    outcome.opened(opened.upstream_ttft);
+    Phase::Streaming(opened.chunks)
+}
 
+impl State {
     /// The frame for a chunk, or `None` for a usage-only chunk the client did not ask for.
     fn frame(&mut self, chunk: &Chunk) -> Option<Bytes> {
         self.outcome.relayed();
