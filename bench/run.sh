@@ -19,6 +19,9 @@
 #                          speed then touches every system alike)
 #   HOLD_STREAMS=5000 MAX_TEST_STREAMS=9000 HOLD_SECS=5
 #   UP_PORT=18081 GW_PORT=18080 NGX_PORT=18082 UPSTREAM_THREADS=1 LOADGEN_THREADS=2 SUT_WORKERS=2
+#   UPSTREAM_TIMER=fine    what paces bench-upstream's events: fine (a timerfd, to the
+#                          microsecond) or tokio (whole milliseconds, as rounds before
+#                          2026-12-07 measured) [fine]
 #   OUT=dir                results directory [a new /tmp/streamgate-bench.XXXXXX]
 set -euo pipefail
 
@@ -40,6 +43,7 @@ UP_PORT=${UP_PORT:-18081}
 GW_PORT=${GW_PORT:-18080}
 NGX_PORT=${NGX_PORT:-18082}
 UPSTREAM_THREADS=${UPSTREAM_THREADS:-1}
+UPSTREAM_TIMER=${UPSTREAM_TIMER:-fine}
 LOADGEN_THREADS=${LOADGEN_THREADS:-2}
 # Worker threads of the gateway (WORKERS) and worker processes of nginx: the same for both.
 SUT_WORKERS=${SUT_WORKERS:-2}
@@ -123,7 +127,8 @@ fi
 # ---------------------------------------------------------------- processes
 UP_PID=
 start_upstream() {
-  local cmd=("$UPSTREAM" --listen "127.0.0.1:$UP_PORT" --threads "$UPSTREAM_THREADS" "$@")
+  local cmd=("$UPSTREAM" --listen "127.0.0.1:$UP_PORT" --threads "$UPSTREAM_THREADS"
+    --timer "$UPSTREAM_TIMER" "$@")
   echo "${cmd[*]}" >>"$CMDS"
   "${cmd[@]}" >>"$OUT/upstream.log" 2>&1 &
   UP_PID=$!

@@ -1,11 +1,13 @@
 //! Shared pieces of the streamgate benchmark tools: an incremental SSE splitter, latency
-//! histogram summaries and `/proc` readers (CPU time, resident memory, descriptor limit).
+//! histogram summaries, `/proc` readers (CPU time, resident memory, descriptor limit) and a
+//! sub-millisecond timer for the paced upstream.
 //!
 //! Nothing here is used by the gateway binary; this crate is a workspace member only so that
 //! `cargo clippy --all-targets` and `cargo fmt` cover it.
 
 pub mod hist;
 pub mod http1;
+pub mod pace;
 pub mod procfs;
 pub mod sse;
 

@@ -10,7 +10,9 @@
 //! forwards unchanged), unless `--no-overrides` is given.
 //!
 //! The schedule is absolute (chunk i is due at `start + ttft + i * delay`), so a busy moment in
-//! this process does not stretch the rest of the stream.
+//! this process does not stretch the rest of the stream. A timerfd paces it to the microsecond
+//! (`--timer fine`, see `streamgate_bench::pace` for why tokio's millisecond timer distorts a
+//! closed loop); `--timer tokio` keeps the millisecond pacing of earlier rounds.
 //!
 //! Runtime: current-thread by default (`--threads 1`). Each event costs the upstream a timer
 //! wake-up and a write of ~200 bytes; one thread serves tens of thousands of such events per
@@ -39,10 +41,8 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::{
-    net::TcpSocket,
-    time::{Instant, Sleep},
-};
+use streamgate_bench::pace::{Clock, Pacer, Sleep};
+use tokio::{net::TcpSocket, time::Instant};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -77,6 +77,16 @@ struct Args {
     /// Ignore bench_chunks / bench_delay_ms / bench_ttft_ms in request bodies.
     #[arg(long)]
     no_overrides: bool,
+    /// What paces the events: `fine` (a timerfd, sub-millisecond) or `tokio` (tokio's timer,
+    /// whole milliseconds; what rounds before 2026-12-07 measured with).
+    #[arg(long, value_enum, default_value_t = TimerKind::Fine)]
+    timer: TimerKind,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TimerKind {
+    Fine,
+    Tokio,
 }
 
 struct Cfg {
@@ -88,6 +98,7 @@ struct Cfg {
     token_json: String,
     overrides: bool,
     next_id: AtomicU64,
+    clock: Clock,
 }
 
 type RespBody = Either<Full<Bytes>, ChunkStream>;
@@ -110,6 +121,10 @@ async fn serve(args: Args) -> std::io::Result<()> {
         model: args.model.clone(),
         overrides: !args.no_overrides,
         next_id: AtomicU64::new(1),
+        clock: match args.timer {
+            TimerKind::Fine => Clock::Fine(Pacer::start()?),
+            TimerKind::Tokio => Clock::Tokio,
+        },
     });
     let socket = if args.listen.is_ipv4() {
         TcpSocket::new_v4()?
@@ -120,12 +135,13 @@ async fn serve(args: Args) -> std::io::Result<()> {
     socket.bind(args.listen)?;
     let listener = socket.listen(args.backlog)?;
     eprintln!(
-        "bench-upstream listening on http://{} (chunks={} ttft={}ms delay={}ms threads={})",
+        "bench-upstream listening on http://{} (chunks={} ttft={}ms delay={}ms threads={} timer={:?})",
         listener.local_addr()?,
         cfg.chunks,
         cfg.ttft.as_millis(),
         cfg.delay.as_millis(),
-        args.threads.max(1)
+        args.threads.max(1),
+        args.timer
     );
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -241,7 +257,7 @@ async fn chat(req: Request<Incoming>, cfg: &Cfg) -> Response<RespBody> {
     let model_json = serde_json::to_string(&model).unwrap_or_else(|_| "\"bench\"".into());
 
     if !stream {
-        tokio::time::sleep_until(start + ttft + delay * chunks).await;
+        cfg.clock.sleep_until(start + ttft + delay * chunks).await;
         let token: String = serde_json::from_str(&cfg.token_json).unwrap_or_default();
         return json_response(
             StatusCode::OK,
@@ -270,7 +286,7 @@ async fn chat(req: Request<Incoming>, cfg: &Cfg) -> Response<RespBody> {
         next: 0,
         include_usage,
         prompt_tokens,
-        sleep: Box::pin(tokio::time::sleep_until(start + ttft)),
+        sleep: cfg.clock.sleep_until(start + ttft),
         yield_first: false,
         done: false,
     };
@@ -298,7 +314,7 @@ struct ChunkStream {
     next: u32,
     include_usage: bool,
     prompt_tokens: u64,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Sleep,
     /// Return Pending once before the next frame, so hyper flushes each event on its own.
     yield_first: bool,
     done: bool,
@@ -367,9 +383,9 @@ impl Body for ChunkStream {
         let due = this.due(this.next);
         if due > Instant::now() {
             if this.sleep.deadline() != due {
-                this.sleep.as_mut().reset(due);
+                this.sleep.reset(due);
             }
-            if this.sleep.as_mut().poll(cx).is_pending() {
+            if Pin::new(&mut this.sleep).poll(cx).is_pending() {
                 return Poll::Pending;
             }
         }
