@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cancel;
 pub mod cors;
 pub mod error;
 pub mod id;

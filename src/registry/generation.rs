@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Entry;
 use crate::backend::{Backend, ChunkStream};
+use crate::cancel::Cancelled;
 use crate::relay::browser::{write_delta, write_error, write_stop};
 use crate::relay::{Finish, Outcome};
 use crate::request::ChatRequest;
@@ -47,9 +48,8 @@ pub fn run(
     };
     async move {
         // Each waiter is registered once for the whole generation, not once per event.
-        let cancel = entry.cancelled();
-        let mut cancelled = std::pin::pin!(cancel.cancelled());
-        let mut shutting_down = std::pin::pin!(shutdown.cancelled());
+        let mut cancelled = std::pin::pin!(Cancelled::new(entry.cancelled()));
+        let mut shutting_down = std::pin::pin!(Cancelled::new(shutdown));
         let opened = tokio::select! {
             biased;
             _ = &mut cancelled => Err(End::Cancelled),

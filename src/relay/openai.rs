@@ -10,10 +10,11 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures::Stream;
 use serde_json::json;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use super::{Finish, Outcome};
 use crate::backend::{Backend, ChunkStream, Opened};
+use crate::cancel::Cancelled;
 use crate::upstream::{Chunk, UpstreamError, framed};
 
 pub type Opening = Pin<Box<dyn Future<Output = Result<Opened, UpstreamError>>>>;
@@ -35,10 +36,10 @@ enum Phase {
 
 pin_project_lite::pin_project! {
     struct Relay {
-        // Registered once: asking the token for a new waiter on every event would take its
-        // lock and queue a waiter each time. Inline: the body holding it is boxed already.
+        // Registered once for the whole answer (see `Cancelled`). Inline: the body holding
+        // it is boxed already.
         #[pin]
-        shutdown: WaitForCancellationFutureOwned,
+        shutdown: Cancelled,
         state: State,
     }
 }
@@ -65,7 +66,7 @@ pub fn body(
         Start::Opening(opening) => Phase::Opening(opening),
     };
     Relay {
-        shutdown: shutdown.cancelled_owned(),
+        shutdown: Cancelled::new(shutdown),
         state: State {
             phase,
             include_usage,
