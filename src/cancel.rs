@@ -4,7 +4,8 @@
 //! token's waiter each time takes the waiter list's lock and compares wakers again, ~280
 //! instructions a poll, ~9,000 per answer of 32 events (`DELAY_MS=2 bench/callgrind.sh`).
 //! [`Cancelled`] registers its waker once, re-registers only when polled by another task, and
-//! otherwise reads the token's flag.
+//! otherwise only asks the token whether it fired (`is_cancelled`: one uncontended lock, ~40
+//! instructions).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,7 +43,7 @@ impl Future for Cancelled {
             return Poll::Ready(());
         }
         // The waiter stays registered until the token fires, so the same task need not
-        // register again: a cancellation wakes it, and the flag above answers the next poll.
+        // register again: a cancellation wakes it, and `is_cancelled` answers the next poll.
         if this
             .registered
             .as_ref()
