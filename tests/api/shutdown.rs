@@ -192,3 +192,28 @@ async fn an_idle_gateway_exits_at_once_on_sigterm() {
         "waited out the grace period with nothing to drain"
     );
 }
+
+/// A client's idle keep-alive connection does not hold the exit up: the server's drain signal
+/// reaches the connection (it is polled only once it has fired, vendored actix-http patch 6)
+/// and closes it, well before actix's own keep-alive and shutdown timeouts (5 s each).
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_once_on_sigterm() {
+    let mut gateway = start().await;
+    let health = gateway
+        .client
+        .get(gateway.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    health.bytes().await.unwrap();
+    let sent = Instant::now();
+    gateway.terminate();
+    let status = gateway.exit_status(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(GRACE_SECS),
+        "the idle keep-alive connection held the exit up for {:?}",
+        sent.elapsed()
+    );
+}

@@ -25,6 +25,7 @@ use super::{
     codec::Codec,
     decoder::MAX_BUFFER_SIZE,
     payload::{Payload, PayloadSender, PayloadStatus},
+    shutdown_watch::ShutdownWatch,
     timer::TimerState,
     Message, MessageType,
 };
@@ -184,7 +185,8 @@ pin_project! {
         head_timer: TimerState,
         ka_timer: TimerState,
         shutdown_timer: TimerState,
-        graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
+        // streamgate patch: polled only after it woke the connection (see `shutdown_watch`)
+        graceful_shutdown: Option<ShutdownWatch>,
 
         pub(super) io: Option<T>,
         read_buf: BytesMut,
@@ -305,7 +307,7 @@ where
                     head_timer: TimerState::new(config.client_request_deadline().is_some()),
                     ka_timer: TimerState::new(config.keep_alive().enabled()),
                     shutdown_timer: TimerState::new(config.client_disconnect_deadline().is_some()),
-                    graceful_shutdown: config.graceful_shutdown(),
+                    graceful_shutdown: config.graceful_shutdown().map(ShutdownWatch::new),
 
                     io: Some(io),
                     read_buf: BytesMut::with_capacity(INIT_READ_BUFFER_SIZE),
@@ -1166,7 +1168,7 @@ where
         let notified = this
             .graceful_shutdown
             .as_mut()
-            .is_some_and(|signal| signal.as_mut().poll(cx).is_ready());
+            .is_some_and(|signal| signal.poll_fired(cx));
 
         if notified {
             *this.graceful_shutdown = None;

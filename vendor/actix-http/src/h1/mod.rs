@@ -11,6 +11,7 @@ mod encoder;
 mod expect;
 mod payload;
 mod service;
+mod shutdown_watch;
 mod timer;
 mod upgrade;
 mod utils;
