@@ -201,6 +201,25 @@ fn quotient(runs: &[&Value], base: &[&Value], p: &str) -> Vec<f64> {
     })
 }
 
+/// The gateway against another relay, round by round: the direct run of a round cancels out
+/// of the two added times, so this is their difference as measured in the same minute. With
+/// medians of a few tenths of a millisecond apart, how many rounds went each way tells a real
+/// difference from the host's noise.
+struct HeadToHead {
+    median: Option<f64>,
+    at_or_under: usize,
+    rounds: usize,
+}
+
+fn head_to_head(runs: &[&Value], other: &[&Value], p: &str) -> HeadToHead {
+    let each = difference(runs, other, p);
+    HeadToHead {
+        at_or_under: each.iter().filter(|d| **d <= 0.0).count(),
+        rounds: each.len(),
+        median: median(each),
+    }
+}
+
 fn median_of(runs: &[&Value], p: &str) -> Option<f64> {
     median(runs.iter().filter_map(|r| num(r, p)).collect())
 }
@@ -351,11 +370,21 @@ fn targets(o: &mut String, rows: &[Value]) {
         let (n50, n99, n_each) = added(&nginx);
         let ok = matches!((g50, n50, g99, n99), (Some(a), Some(b), Some(c), Some(e)) if a <= b && c <= e);
         let rounds = if gateway.len() > 1 {
+            let (p50, p99) = (
+                head_to_head(&gateway, &nginx, "/latency_us/ttft/p50"),
+                head_to_head(&gateway, &nginx, "/latency_us/ttft/p99"),
+            );
             format!(
-                " (median of {} rounds; each round: gateway {}, nginx {})",
+                " (median of {} rounds; each round: gateway {}, nginx {}; gateway − nginx in the \
+                 same round: median {} / {} ms, the gateway at or under nginx in {} / {} of {} rounds)",
                 gateway.len(),
                 g_each.join(", "),
-                n_each.join(", ")
+                n_each.join(", "),
+                signed_ms(p50.median),
+                signed_ms(p99.median),
+                p50.at_or_under,
+                p99.at_or_under,
+                p50.rounds
             )
         } else {
             String::new()
@@ -377,9 +406,25 @@ fn targets(o: &mut String, rows: &[Value]) {
     if !direct.is_empty() && !gateway.is_empty() {
         let each = quotient(&gateway, &direct, "/rps");
         let r = median(each.clone());
+        let nginx = runs_of(rows, "b-c64", "nginx");
         let rounds = if each.len() > 1 {
             let each: Vec<String> = each.iter().map(|x| format!("{x:.2}×")).collect();
-            format!("; median of {} rounds: {}", each.len(), each.join(", "))
+            let against_nginx = quotient(&gateway, &nginx, "/rps");
+            let against_nginx = if against_nginx.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; gateway ÷ nginx in the same round: median {}, at or above nginx in {} of {} rounds",
+                    times(median(against_nginx.clone())),
+                    against_nginx.iter().filter(|q| **q >= 1.0).count(),
+                    against_nginx.len()
+                )
+            };
+            format!(
+                "; median of {} rounds: {}{against_nginx}",
+                each.len(),
+                each.join(", ")
+            )
         } else {
             String::new()
         };
@@ -524,5 +569,28 @@ mod tests {
         let diffs = difference(&gateway, &direct, "/latency_us/ttft/p50");
         assert_eq!(diffs, vec![50.0, 10.0]);
         assert_eq!(median(diffs), Some(30.0));
+    }
+
+    #[test]
+    fn head_to_head_pairs_rounds_and_counts_each_way() {
+        let run = |label: &str, round: u64, p50: f64| {
+            json!({"scenario": "a-c64", "label": label, "mode": "run", "round": round,
+                   "latency_us": {"ttft": {"p50": p50}}})
+        };
+        let rows = vec![
+            run("gateway", 1, 150.0),
+            run("nginx", 1, 140.0),
+            run("gateway", 2, 300.0),
+            run("nginx", 2, 310.0),
+            run("gateway", 3, 200.0),
+            run("nginx", 3, 200.0),
+            run("gateway", 4, 999.0), // no nginx run in round 4: left out
+        ];
+        let h = head_to_head(
+            &runs_of(&rows, "a-c64", "gateway"),
+            &runs_of(&rows, "a-c64", "nginx"),
+            "/latency_us/ttft/p50",
+        );
+        assert_eq!((h.median, h.at_or_under, h.rounds), (Some(0.0), 2, 3));
     }
 }
