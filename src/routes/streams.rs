@@ -47,11 +47,8 @@ pub fn events_body(
     reader: Subscription,
     heartbeat: Duration,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let events = futures::stream::unfold(reader, |mut reader| async move {
-        reader.next().await.map(|bytes| (Ok(bytes), reader))
-    });
     Heartbeat::new(
-        futures::stream::once(async { Ok(Bytes::from_static(RETRY)) }).chain(events),
+        futures::stream::once(async { Ok(Bytes::from_static(RETRY)) }).chain(reader.map(Ok)),
         heartbeat,
     )
 }
