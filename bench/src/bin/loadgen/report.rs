@@ -544,6 +544,12 @@ mod tests {
 
     use super::*;
 
+    /// One (a) C=64 run of `label` in `round`, with only its TTFT p50.
+    fn run(label: &str, round: u64, p50: f64) -> Value {
+        json!({"scenario": "a-c64", "label": label, "mode": "run", "round": round,
+               "latency_us": {"ttft": {"p50": p50}}})
+    }
+
     #[test]
     fn medians_of_odd_and_even_counts() {
         assert_eq!(median(vec![]), None);
@@ -553,10 +559,6 @@ mod tests {
 
     #[test]
     fn each_run_is_compared_with_the_direct_run_of_its_own_round() {
-        let run = |label: &str, round: u64, p50: f64| {
-            json!({"scenario": "a-c64", "label": label, "mode": "run", "round": round,
-                   "latency_us": {"ttft": {"p50": p50}}})
-        };
         let rows = vec![
             run("direct", 1, 100.0),
             run("gateway", 1, 150.0),
@@ -573,10 +575,6 @@ mod tests {
 
     #[test]
     fn head_to_head_pairs_rounds_and_counts_each_way() {
-        let run = |label: &str, round: u64, p50: f64| {
-            json!({"scenario": "a-c64", "label": label, "mode": "run", "round": round,
-                   "latency_us": {"ttft": {"p50": p50}}})
-        };
         let rows = vec![
             run("gateway", 1, 150.0),
             run("nginx", 1, 140.0),
