@@ -203,8 +203,8 @@ fn quotient(runs: &[&Value], base: &[&Value], p: &str) -> Vec<f64> {
 
 /// The gateway against another relay, round by round: the direct run of a round cancels out
 /// of the two added times, so this is their difference as measured in the same minute. With
-/// medians of a few tenths of a millisecond apart, how many rounds went each way tells a real
-/// difference from the host's noise.
+/// medians a few tenths of a millisecond apart, how many rounds went each way shows whether a
+/// difference held round after round or came from a few rounds.
 struct HeadToHead {
     median: Option<f64>,
     at_or_under: usize,
