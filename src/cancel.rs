@@ -61,30 +61,15 @@ impl Future for Cancelled {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
     use super::*;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counting() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
+    use crate::wake_count::WakeCount;
 
     #[test]
     fn wakes_the_task_that_polled_last_then_resolves() {
         let token = CancellationToken::new();
         let mut fut = std::pin::pin!(Cancelled::new(token.clone()));
-        let (first, w1) = counting();
-        let (second, w2) = counting();
+        let (first, w1) = WakeCount::waker();
+        let (second, w2) = WakeCount::waker();
         assert!(
             fut.as_mut()
                 .poll(&mut Context::from_waker(&w1))
@@ -103,12 +88,8 @@ mod tests {
                 .is_pending()
         );
         token.cancel();
-        assert_eq!(
-            first.0.load(Ordering::SeqCst),
-            0,
-            "the old task is not woken"
-        );
-        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the last task is woken");
+        assert_eq!(first.get(), 0, "the old task is not woken");
+        assert_eq!(second.get(), 1, "the last task is woken");
         assert!(fut.as_mut().poll(&mut Context::from_waker(&w2)).is_ready());
     }
 
@@ -117,7 +98,7 @@ mod tests {
         let token = CancellationToken::new();
         token.cancel();
         let mut fut = std::pin::pin!(Cancelled::new(token));
-        let (_, w) = counting();
+        let (_, w) = WakeCount::waker();
         assert!(fut.as_mut().poll(&mut Context::from_waker(&w)).is_ready());
     }
 }

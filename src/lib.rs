@@ -27,3 +27,5 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod upstream;
+#[cfg(test)]
+mod wake_count;

@@ -270,23 +270,8 @@ impl Drop for Subscription {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
     use super::*;
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn task() -> (Arc<CountWakes>, Waker) {
-        let count = Arc::new(CountWakes(AtomicUsize::new(0)));
-        (Arc::clone(&count), Waker::from(count))
-    }
+    use crate::wake_count::WakeCount;
 
     fn event(text: &'static str) -> impl FnOnce(&mut Vec<u8>, u64) -> bool {
         move |buf, _| {
@@ -303,21 +288,21 @@ mod tests {
     fn a_waiting_reader_is_registered_once_and_woken_by_the_next_event() {
         let entry = Arc::new(Entry::new("s".into(), 0));
         let mut reader = entry.subscribe(0);
-        let (count, waker) = task();
+        let (count, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut reader).poll_next(&mut cx).is_pending());
         assert!(Pin::new(&mut reader).poll_next(&mut cx).is_pending());
         assert_eq!(waiters(&entry), 1);
 
         entry.append(event("a"));
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(count.get(), 1);
         assert_eq!(waiters(&entry), 0, "woken waiters are taken off the list");
         let got = Pin::new(&mut reader).poll_next(&mut cx);
         assert_eq!(got, Poll::Ready(Some(Bytes::from_static(b"a"))));
 
         // Not waiting: an append does not wake it.
         entry.append(event("b"));
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(count.get(), 1);
         assert!(Pin::new(&mut reader).poll_next(&mut cx).is_ready());
     }
 
@@ -325,14 +310,14 @@ mod tests {
     fn an_append_that_writes_nothing_wakes_nobody() {
         let entry = Arc::new(Entry::new("s".into(), 0));
         let mut reader = entry.subscribe(0);
-        let (count, waker) = task();
+        let (count, waker) = WakeCount::waker();
         assert!(
             Pin::new(&mut reader)
                 .poll_next(&mut Context::from_waker(&waker))
                 .is_pending()
         );
         entry.append(|_, _| false);
-        assert_eq!(count.0.load(Ordering::Relaxed), 0);
+        assert_eq!(count.get(), 0);
         assert_eq!(waiters(&entry), 1);
     }
 
@@ -340,18 +325,18 @@ mod tests {
     fn finish_wakes_readers_which_then_end() {
         let entry = Arc::new(Entry::new("s".into(), 0));
         let mut reader = entry.subscribe(0);
-        let (count, waker) = task();
+        let (count, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut reader).poll_next(&mut cx).is_pending());
         entry.finish();
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(count.get(), 1);
         assert_eq!(Pin::new(&mut reader).poll_next(&mut cx), Poll::Ready(None));
     }
 
     #[test]
     fn readers_and_waits_that_go_away_leave_no_waker_behind() {
         let entry = Arc::new(Entry::new("s".into(), 0));
-        let (_, waker) = task();
+        let (_, waker) = WakeCount::waker();
         let mut cx = Context::from_waker(&waker);
 
         let mut reader = entry.subscribe(0);
