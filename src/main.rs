@@ -9,7 +9,7 @@ use streamgate::startup::Application;
 /// glibc's per-thread cache keeps 7 blocks of a size, and past that each free goes through the
 /// arena's bins (~170 instructions a free in the profile of a burst). With mimalloc the
 /// gateway runs 15% fewer instructions per request in the bursts of scenario (a)
-/// (`bench/phases.sh`, BENCHMARKS.md), at about the same memory per stream.
+/// (`bench/phases.sh`, bench/HISTORY.md), at about the same memory per stream.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
