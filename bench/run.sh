@@ -113,8 +113,27 @@ done
 # Both ends of every stream need descriptors: raise the soft limit for everything started here.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# Which binary ran. With SKIP_BUILD=1, target/release may hold the build of an experiment left
+# there: a gateway binary older than a source file of the tree (by mtime, as cargo decides to
+# rebuild) is named so on stderr and in the report.
+binary_line() {
+  local bin=$1 check=${2:-} newer=
+  printf '%s (sha256 %s' "$bin" "$(sha256sum "$bin" | cut -c1-12)"
+  if [[ -n $check ]]; then
+    newer=$(cd "$ROOT" && find Cargo.toml Cargo.lock src vendor -type f -newer "$bin" -print -quit)
+  fi
+  [[ -z $newer ]] || printf '; OLDER THAN %s: not a build of this tree' "$newer"
+  printf ')'
+}
+
 HAVE_GATEWAY=0
 if has_system gateway && [[ -x "$GATEWAY_BIN" ]]; then HAVE_GATEWAY=1; fi
+if [[ $HAVE_GATEWAY == 1 ]]; then
+  GATEWAY_LINE=$(binary_line "$GATEWAY_BIN" check)
+  [[ $GATEWAY_LINE != *"OLDER THAN"* ]] || echo "note: gateway $GATEWAY_LINE" >&2
+else
+  GATEWAY_LINE="$GATEWAY_BIN (not run)"
+fi
 HAVE_NGINX=0
 if has_system nginx && command -v nginx >/dev/null 2>&1; then HAVE_NGINX=1; fi
 [[ $HAVE_GATEWAY == 1 ]] || echo "note: gateway not measured ($GATEWAY_BIN missing or not in SYSTEMS)" >&2
@@ -371,8 +390,8 @@ log "report"
 {
   echo "## streamgate benchmark"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r); gateway: $GATEWAY_BIN;" \
-    "${BASELINE_BIN:+baseline: $BASELINE_BIN; }nginx:" \
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r); gateway: $GATEWAY_LINE;" \
+    "${BASELINE_BIN:+baseline: $(binary_line "$BASELINE_BIN"); }nginx:" \
     "$( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //'); results in $OUT"
   echo
   if ((${#FILES[@]})); then
