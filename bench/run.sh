@@ -120,7 +120,7 @@ binary_line() {
   local bin=$1 check=${2:-} newer=
   printf '%s (sha256 %s' "$bin" "$(sha256sum "$bin" | cut -c1-12)"
   if [[ -n $check ]]; then
-    newer=$(cd "$ROOT" && find Cargo.toml Cargo.lock src vendor -type f -newer "$bin" -print -quit)
+    newer=$(cd "$ROOT" && find Cargo.toml Cargo.lock src vendor -type f -newer "$bin" -print -quit 2>/dev/null) || true
   fi
   [[ -z $newer ]] || printf '; OLDER THAN %s: not a build of this tree' "$newer"
   printf ')'
