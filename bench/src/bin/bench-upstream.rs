@@ -38,8 +38,13 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1};
-use hyper_util::rt::TokioIo;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header,
+    server::conn::{http1, http2},
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use streamgate_bench::pace::{Clock, Pacer, Sleep};
 use tokio::{net::TcpSocket, time::Instant};
@@ -81,6 +86,11 @@ struct Args {
     /// whole milliseconds; what rounds before 2026-12-07 measured with).
     #[arg(long, value_enum, default_value_t = TimerKind::Fine)]
     timer: TimerKind,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1, by ALPN) with a self-signed certificate for localhost
+    /// and 127.0.0.1, generated at start and written (PEM) to this path for the client to
+    /// trust (`SSL_CERT_FILE`). Used by scripts/build-pgo.sh to train the gateway's https path.
+    #[arg(long, value_name = "CERT_OUT")]
+    tls: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -135,7 +145,8 @@ async fn serve(args: Args) -> std::io::Result<()> {
     socket.bind(args.listen)?;
     let listener = socket.listen(args.backlog)?;
     eprintln!(
-        "bench-upstream listening on http://{} (chunks={} ttft={}ms delay={}ms threads={} timer={:?})",
+        "bench-upstream listening on {}://{} (chunks={} ttft={}ms delay={}ms threads={} timer={:?})",
+        if args.tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         cfg.chunks,
         cfg.ttft.as_millis(),
@@ -143,6 +154,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
         args.threads.max(1),
         args.timer
     );
+    let tls = args.tls.as_deref().map(tls_acceptor).transpose()?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let accepted = tokio::select! {
@@ -161,14 +173,55 @@ async fn serve(args: Args) -> std::io::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let cfg = cfg.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, cfg.clone()));
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            match tls {
+                None => serve_connection(stream, cfg, false).await,
+                Some(tls) => {
+                    let Ok(stream) = tls.accept(stream).await else {
+                        return;
+                    };
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_connection(stream, cfg, h2).await;
+                }
+            }
         });
     }
+}
+
+async fn serve_connection<I>(io: I, cfg: Arc<Cfg>, h2: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(req, cfg.clone()));
+    let io = TokioIo::new(io);
+    let _ = if h2 {
+        http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await
+    } else {
+        http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, svc)
+            .await
+    };
+}
+
+/// A TLS acceptor with a fresh self-signed certificate, whose PEM is written to `cert_out`.
+fn tls_acceptor(cert_out: &std::path::Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::{ServerConfig, pki_types::PrivatePkcs8KeyDer};
+    let invalid = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names).map_err(|e| invalid(&e))?;
+    std::fs::write(cert_out, cert.pem())?;
+    let key = PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key.into())
+        .map_err(|e| invalid(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<RespBody> {
