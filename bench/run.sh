@@ -4,8 +4,12 @@
 #
 # Everything listens on 127.0.0.1 only; every loop is bounded in count and time. A full run takes
 # about 5 minutes (plus the release builds). Environment knobs (defaults in brackets):
-#   SKIP_BUILD=1           do not run cargo build [0]
-#   GATEWAY_BIN=path       gateway binary [$TARGET_DIR/release/streamgate]
+#   SKIP_BUILD=1           do not build [0]
+#   PGO=0                  measure the plain `cargo build --release` gateway instead of the
+#                          profile-guided one the container image ships (scripts/build-pgo.sh,
+#                          ~10 minutes) [1]
+#   GATEWAY_BIN=path       gateway binary [$TARGET_DIR/pgo/streamgate; with PGO=0
+#                          $TARGET_DIR/release/streamgate]
 #   BASELINE_BIN=path      a second gateway binary (say, built from an earlier commit), run in
 #                          the same closed-loop rounds as row `baseline` (/v1/chat/completions),
 #                          so that a change is compared within one run, not across runs [none]
@@ -27,7 +31,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/streamgate}
+PGO=${PGO:-1}
+if [[ $PGO == 1 ]]; then
+  GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/pgo/streamgate}
+else
+  GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/streamgate}
+fi
 BASELINE_BIN=${BASELINE_BIN:-}
 BENCH_BIN_DIR=${BENCH_BIN_DIR:-$TARGET_DIR/release}
 SCENARIOS=${SCENARIOS:-"a b c"}
@@ -102,7 +111,10 @@ wait_http() {
 }
 
 # ---------------------------------------------------------------- build
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+if [[ "${SKIP_BUILD:-0}" != 1 && $PGO == 1 ]]; then
+  log "building release: bench crate, gateway profile-guided (scripts/build-pgo.sh)"
+  "$ROOT/scripts/build-pgo.sh"
+elif [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building release (gateway and bench crate)"
   (cd "$ROOT" && cargo build --release -p streamgate -p streamgate-bench)
 fi
