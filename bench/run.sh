@@ -125,9 +125,9 @@ done
 # Both ends of every stream need descriptors: raise the soft limit for everything started here.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Which binary ran. With SKIP_BUILD=1, target/release may hold the build of an experiment left
-# there: a gateway binary older than a source file of the tree (by mtime, as cargo decides to
-# rebuild) is named so on stderr and in the report.
+# Which binary ran. With SKIP_BUILD=1, target/pgo or target/release may hold the build of an
+# experiment left there: a gateway binary older than a source file of the tree (by mtime, as
+# cargo decides to rebuild) is named so on stderr and in the report.
 binary_line() {
   local bin=$1 check=${2:-} newer=
   printf '%s (sha256 %s' "$bin" "$(sha256sum "$bin" | cut -c1-12)"
