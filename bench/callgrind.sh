@@ -4,8 +4,10 @@
 # delay) and the gateway under callgrind with instrumentation off, warms up with 100 requests,
 # then counts 400.
 #
-#   bench/callgrind.sh [GATEWAY_BIN] [openai|browser]
+#   bench/callgrind.sh [GATEWAY_BIN|nginx] [openai|browser]
 #
+# `nginx` counts nginx instead, configured as bench/run.sh's (one worker, no master process):
+# the same answers through the other relay, for a like-for-like count of user-space work.
 # CHUNKS=1 measures what a request costs besides its events (default 32).
 # DELAY_MS=2 paces the upstream's events 2 ms apart, so that each arrives in a read (and a
 # wake-up) of its own, as a model's tokens do; the default, 0, lets them arrive together.
@@ -13,19 +15,21 @@
 # Needs valgrind and the bench binaries (cargo build --release -p streamgate-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(realpath "${1:-target/release/streamgate}")
+# shellcheck source=bench/callgrind-lib.sh
+. bench/callgrind-lib.sh
+bin=$(relay_bin "${1:-}")
 dialect=${2:-openai}
+if [[ $bin == nginx && $dialect != openai ]]; then echo "nginx relays the openai dialect only" >&2; exit 2; fi
 bins=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 out=$(mktemp -d)
 pids=()
 trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
-# shellcheck source=bench/callgrind-lib.sh
-. bench/callgrind-lib.sh
 
 delay=${DELAY_MS:-0}
 chunks=${CHUNKS:-32}
 start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay"
-start_gateway_under_callgrind
+# shellcheck disable=SC2119 # no extra settings: the gateway as it starts by default
+start_relay_under_callgrind
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 >/dev/null
 callgrind_control -i on "$gw" >/dev/null
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 >/dev/null

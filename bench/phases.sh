@@ -2,7 +2,7 @@
 # Instructions per request in each phase of a burst, counted by valgrind's callgrind: what the
 # gateway does between the packets that matter for time to first token in scenario (a).
 #
-#   bench/phases.sh [GATEWAY_BIN] [openai|browser]
+#   bench/phases.sh [GATEWAY_BIN|nginx] [openai|browser]
 #
 # bench-upstream answers with one content chunk 1.5 s after the request and ends 1.5 s later,
 # so the phases of N streams in step (N=40 by default, one worker) lie seconds apart. The
@@ -19,18 +19,19 @@
 # Needs valgrind and the bench binaries (cargo build --release -p streamgate-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(realpath "${1:-target/release/streamgate}")
+# shellcheck source=bench/callgrind-lib.sh
+. bench/callgrind-lib.sh
+bin=$(relay_bin "${1:-}")
 dialect=${2:-openai}
+if [[ $bin == nginx && $dialect != openai ]]; then echo "nginx relays the openai dialect only" >&2; exit 2; fi
 bins=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 n=${N:-40}
 out=$(mktemp -d)
 pids=()
 trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
-# shellcheck source=bench/callgrind-lib.sh
-. bench/callgrind-lib.sh
 
 start_upstream --chunks 1 --delay-ms 1500 --ttft-ms 1500
-start_gateway_under_callgrind WORKERS=1
+start_relay_under_callgrind WORKERS=1
 run() { "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c "$n" -n "$1" --timeout-secs 120 >/dev/null; }
 run "$n"
 run $((2 * n)) &

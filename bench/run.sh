@@ -192,51 +192,8 @@ stop_gateway() { stop_pid "$GW_PID"; GW_PID=; }
 
 NGX_PID=
 NGX_DIR=$OUT/nginx
-write_nginx_conf() {
-  mkdir -p "$NGX_DIR/tmp"
-  chmod 777 "$NGX_DIR/tmp"
-  local nofile
-  nofile=$(ulimit -Hn)
-  cat >"$NGX_DIR/nginx.conf" <<EOF
-# Written by bench/run.sh: nginx as a plain streaming reverse proxy for comparison.
-worker_processes $SUT_WORKERS;
-worker_rlimit_nofile $nofile;
-pid $NGX_DIR/nginx.pid;
-error_log $NGX_DIR/error.log warn;
-events {
-    worker_connections $nofile;
-}
-http {
-    access_log off;
-    client_body_temp_path $NGX_DIR/tmp/body;
-    proxy_temp_path $NGX_DIR/tmp/proxy;
-    fastcgi_temp_path $NGX_DIR/tmp/fastcgi;
-    uwsgi_temp_path $NGX_DIR/tmp/uwsgi;
-    scgi_temp_path $NGX_DIR/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    tcp_nodelay on;
-    upstream llm {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 512;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }
-    server {
-        listen 127.0.0.1:$NGX_PORT backlog=4096;
-        location / {
-            proxy_pass http://llm;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_cache off;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }
-    }
-}
-EOF
-}
+# shellcheck source=bench/nginx-conf.sh
+. "$ROOT/bench/nginx-conf.sh"
 start_nginx() {
   write_nginx_conf
   local cmd=(nginx -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -g "daemon off; master_process on;")
