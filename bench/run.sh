@@ -26,6 +26,10 @@
 #   UPSTREAM_TIMER=fine    what paces bench-upstream's events: fine (a timerfd, to the
 #                          microsecond) or tokio (whole milliseconds, as rounds before
 #                          2026-12-07 measured) [fine]
+#   PIN=1                  the load side (bench-upstream, loadgen) on CPU 0 and the system
+#                          under test (gateway, nginx) on CPU 1, by `taskset`: each relay then
+#                          has a core to itself, as in a deployment, instead of competing with
+#                          the load side for both; use with SUT_WORKERS=1 [0]
 #   OUT=dir                results directory [a new /tmp/streamgate-bench.XXXXXX]
 set -euo pipefail
 
@@ -62,6 +66,9 @@ OUT=$(cd "$OUT" && pwd)
 
 UPSTREAM=$BENCH_BIN_DIR/bench-upstream
 LG=$BENCH_BIN_DIR/loadgen
+# Command prefixes that pin the load side and the system under test (PIN=1), else nothing.
+LOAD_CPU=() SUT_CPU=()
+if [[ ${PIN:-0} == 1 ]]; then LOAD_CPU=(taskset -c 0) SUT_CPU=(taskset -c 1); fi
 CMDS=$OUT/commands.txt
 : >"$CMDS"
 FILES=()
@@ -158,8 +165,8 @@ fi
 # ---------------------------------------------------------------- processes
 UP_PID=
 start_upstream() {
-  local cmd=("$UPSTREAM" --listen "127.0.0.1:$UP_PORT" --threads "$UPSTREAM_THREADS"
-    --timer "$UPSTREAM_TIMER" "$@")
+  local cmd=("${LOAD_CPU[@]}" "$UPSTREAM" --listen "127.0.0.1:$UP_PORT"
+    --threads "$UPSTREAM_THREADS" --timer "$UPSTREAM_TIMER" "$@")
   echo "${cmd[*]}" >>"$CMDS"
   "${cmd[@]}" >>"$OUT/upstream.log" 2>&1 &
   UP_PID=$!
@@ -175,9 +182,9 @@ GW_ENV=(UPSTREAM_BASE_URL="http://127.0.0.1:$UP_PORT/v1" HOST=127.0.0.1 PORT="$G
 # start_gateway [BINARY]: $GATEWAY_BIN unless another binary (the baseline) is given.
 start_gateway() {
   local bin=${1:-$GATEWAY_BIN}
-  grep -qF "$bin" "$CMDS" || echo "env ${GW_ENV[*]} $bin" >>"$CMDS"
+  grep -qF "$bin" "$CMDS" || echo "env ${GW_ENV[*]} ${SUT_CPU[*]} $bin" >>"$CMDS"
   # Started from $OUT so that no .env of the work tree is read.
-  (cd "$OUT" && exec env "${GW_ENV[@]}" "$bin") >>"$OUT/gateway.log" 2>&1 &
+  (cd "$OUT" && exec env "${GW_ENV[@]}" "${SUT_CPU[@]}" "$bin") >>"$OUT/gateway.log" 2>&1 &
   GW_PID=$!
   STARTED+=("$GW_PID")
   if ! wait_http "http://127.0.0.1:$GW_PORT/healthz" 100; then
@@ -196,7 +203,7 @@ NGX_DIR=$OUT/nginx
 . "$ROOT/bench/nginx-conf.sh"
 start_nginx() {
   write_nginx_conf
-  local cmd=(nginx -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -g "daemon off; master_process on;")
+  local cmd=("${SUT_CPU[@]}" nginx -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -g "daemon off; master_process on;")
   grep -qF "$NGX_DIR/nginx.conf" "$CMDS" || echo "${cmd[*]}" >>"$CMDS"
   "${cmd[@]}" >>"$NGX_DIR/stdout.log" 2>&1 &
   NGX_PID=$!
@@ -225,7 +232,7 @@ lg() {
   local f="$OUT/$sc-$label.json"
   if ((ROUNDS > 1)); then f="$OUT/$sc-$label-r$ROUND.json"; fi
   log "$sc: $label (round $ROUND of $ROUNDS)"
-  if "$LG" "$mode" --url "$url" --scenario "$sc" --title "$title" --label "$label" \
+  if "${LOAD_CPU[@]}" "$LG" "$mode" --url "$url" --scenario "$sc" --title "$title" --label "$label" \
     --round "$ROUND" --threads "$LOADGEN_THREADS" --json-out "$f" "$@" >&2; then
     FILES+=("$f")
   else
@@ -363,6 +370,10 @@ log "report"
     "${BASELINE_BIN:+baseline: $(binary_line "$BASELINE_BIN"); }nginx:" \
     "$( (nginx -v 2>&1 || echo none) | sed 's/^nginx version: //'); results in $OUT"
   echo
+  if ((${#SUT_CPU[@]})); then
+    echo "Pinned (PIN=1): bench-upstream and loadgen on CPU 0, the system under test on CPU 1."
+    echo
+  fi
   if ((${#FILES[@]})); then
     "$LG" report "${FILES[@]}"
   else
