@@ -26,6 +26,9 @@
 #   UPSTREAM_TIMER=fine    what paces bench-upstream's events: fine (a timerfd, to the
 #                          microsecond) or tokio (whole milliseconds, as rounds before
 #                          2026-12-07 measured) [fine]
+#   UPSTREAM_ARGS="..."    more arguments for every bench-upstream, e.g. --head-with-first
+#                          (its response head held until the first event, as the gateway
+#                          holds its own) [none]
 #   PIN=1                  the load side (bench-upstream, loadgen) on CPU 0 and the system
 #                          under test (gateway, nginx) on CPU 1, by `taskset`: each relay then
 #                          has a core to itself, as in a deployment, instead of competing with
@@ -167,6 +170,8 @@ UP_PID=
 start_upstream() {
   local cmd=("${LOAD_CPU[@]}" "$UPSTREAM" --listen "127.0.0.1:$UP_PORT"
     --threads "$UPSTREAM_THREADS" --timer "$UPSTREAM_TIMER" "$@")
+  # shellcheck disable=SC2206 # word-split on purpose: several arguments
+  cmd+=(${UPSTREAM_ARGS:-})
   echo "${cmd[*]}" >>"$CMDS"
   "${cmd[@]}" >>"$OUT/upstream.log" 2>&1 &
   UP_PID=$!

@@ -91,6 +91,12 @@ struct Args {
     /// trust (`SSL_CERT_FILE`). Used by scripts/build-pgo.sh to train the gateway's https path.
     #[arg(long, value_name = "CERT_OUT")]
     tls: Option<std::path::PathBuf>,
+    /// Hold a streamed answer's response head until its first event is due and send the two
+    /// together. By default the head goes out at once, as OpenAI's and vLLM's do; held, a relay
+    /// that passes heads through (nginx) sends its client the head with the first event too,
+    /// as the gateway always does (DESIGN.md commits an answer only at its first event).
+    #[arg(long)]
+    head_with_first: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -107,6 +113,7 @@ struct Cfg {
     /// The token as a JSON string literal, quotes included.
     token_json: String,
     overrides: bool,
+    head_with_first: bool,
     next_id: AtomicU64,
     clock: Clock,
 }
@@ -130,6 +137,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
         token_json: serde_json::to_string(&args.token).unwrap_or_else(|_| "\"tok \"".into()),
         model: args.model.clone(),
         overrides: !args.no_overrides,
+        head_with_first: args.head_with_first,
         next_id: AtomicU64::new(1),
         clock: match args.timer {
             TimerKind::Fine => Clock::Fine(Pacer::start()?),
@@ -325,6 +333,10 @@ async fn chat(req: Request<Incoming>, cfg: &Cfg) -> Response<RespBody> {
         );
     }
 
+    if cfg.head_with_first {
+        // The body's first event is then due at once: hyper writes it with the head.
+        cfg.clock.sleep_until(start + ttft).await;
+    }
     let prefix = format!(
         "data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\
          \"model\":{model_json},\"system_fingerprint\":\"fp_bench\",\"choices\":["
