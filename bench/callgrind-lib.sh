@@ -10,7 +10,11 @@
 # plain release build).
 relay_bin() {
   case ${1:-} in
-    nginx) echo nginx ;;
+    nginx)
+      # Said here, or the scripts would wait 30 s for a relay that never started.
+      command -v nginx >/dev/null || { echo "nginx is not installed" >&2; return 1; }
+      echo nginx
+      ;;
     *) realpath "${1:-target/release/streamgate}" ;;
   esac
 }
