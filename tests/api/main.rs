@@ -9,6 +9,7 @@ mod browser_dialect;
 mod cancellation;
 mod cors;
 mod hostile;
+mod https_upstream;
 mod logs;
 mod metrics;
 mod mock_model;

@@ -7,7 +7,8 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
+
+use super::transport::Transport;
 
 /// Room made for a read at least, and at most. A read that fills the room doubles it for the
 /// next; one that uses little of it halves it again. Most reads bring one event of a few
@@ -16,14 +17,14 @@ const MIN_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     /// Read but not yet taken: the rest of a head, or body bytes.
     pub buf: BytesMut,
     read_size: usize,
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: Transport) -> Self {
         Self {
             stream,
             buf: BytesMut::new(),
@@ -52,7 +53,9 @@ impl Connection {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes `bytes[*written..]`, advancing `written`; ready once all of it is written.
+    /// Writes `bytes[*written..]`, advancing `written`; ready once all of it is written and,
+    /// over TLS, flushed: rustls keeps the records a full socket did not take, and a request
+    /// must not wait in them for the next write, which may never come.
     pub fn poll_write_all(
         &mut self,
         cx: &mut Context<'_>,
@@ -66,7 +69,7 @@ impl Connection {
             }
             *written += n;
         }
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     /// Idle and still open: nothing unread, and the upstream has neither closed it nor sent

@@ -1,5 +1,5 @@
-//! HTTP/1.1 to a plain `http://` upstream, on connections driven by the stream that reads
-//! them rather than by tasks of their own.
+//! HTTP/1.1 to an `http://` or `https://` upstream, on connections driven by the stream that
+//! reads them rather than by tasks of their own.
 //!
 //! Why not reqwest here: reqwest (through hyper-util) runs each connection as a task of its
 //! own. On an actix worker, tokio first runs up to 61 of the worker's own tasks (the client
@@ -15,15 +15,21 @@
 //! instructions per event. Here the stream reads the socket and splits each chunk's data off
 //! the read buffer (`wire.rs`); `httparse`, which hyper uses too, reads the head.
 //!
-//! Used only where it does all that reqwest would: `http://` upstreams, without credentials
-//! in the URL and without a proxy in the environment. An answer that redirects is fetched
-//! again through reqwest, which follows it.
+//! Over TLS (`tls.rs`) this is HTTP/1.1, one connection per stream in flight, where reqwest
+//! would multiplex HTTP/2: as nginx and the OpenAI SDKs talk to these APIs. HTTP/2 framed
+//! every event a second time and moved each frame through its own connection task.
+//!
+//! Used only where it does all that reqwest would: `http://` and `https://` upstreams,
+//! without credentials in the URL and without a proxy in the environment. An answer that
+//! redirects is fetched again through reqwest, which follows it.
 
 mod body;
 mod conn;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod tls;
+mod transport;
 mod wire;
 
 use std::future::poll_fn;
@@ -34,17 +40,22 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 pub use body::Body;
 use conn::Connection;
 use pool::Pool;
+use transport::Transport;
 pub use wire::{FieldValue, Fields};
 use wire::{Head, WireError};
 
-/// The proxy variables reqwest honours for `http://` URLs; with any of them set, requests go
-/// through reqwest so that the proxy is used.
-const PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+/// The proxy variables reqwest honours for `http://` and for `https://` URLs; with any of
+/// them set, requests go through reqwest so that the proxy is used.
+const HTTP_PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+const HTTPS_PROXY_VARIABLES: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
 /// Posts to one upstream endpoint over this worker's pooled connections.
 pub struct Http1 {
@@ -55,6 +66,8 @@ pub struct Http1 {
     target: String,
     host_header: HeaderValue,
     connect_timeout: Duration,
+    /// For `https://`: the handshake's configuration and the name the certificate must carry.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 /// The head of an upstream's answer, and its body still to be read.
@@ -66,20 +79,50 @@ pub struct Answer {
 }
 
 impl Http1 {
-    /// `None` where reqwest has to do the work: any scheme but `http`, credentials in the
-    /// URL, or a proxy set in the environment.
+    /// `None` where reqwest has to do the work: any scheme but `http` and `https`,
+    /// credentials in the URL, or a proxy set in the environment.
     pub fn for_endpoint(url: &url::Url, connect_timeout: Duration) -> Option<Self> {
-        let proxied = PROXY_VARIABLES
+        Self::build(url, connect_timeout, tls::platform_config)
+    }
+
+    /// As [`Self::for_endpoint`], with `https://` certificates checked by `tls` (tests
+    /// trust their own).
+    #[cfg(test)]
+    fn trusting(url: &url::Url, connect_timeout: Duration, tls: ClientConfig) -> Option<Self> {
+        Self::build(url, connect_timeout, || Ok(tls::http11_only(tls)))
+    }
+
+    fn build(
+        url: &url::Url,
+        connect_timeout: Duration,
+        tls_config: impl FnOnce() -> Result<Arc<ClientConfig>, rustls::Error>,
+    ) -> Option<Self> {
+        let proxy_variables = match url.scheme() {
+            "http" => HTTP_PROXY_VARIABLES,
+            "https" => HTTPS_PROXY_VARIABLES,
+            _ => return None,
+        };
+        let proxied = proxy_variables
             .iter()
             .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
         let credentials = !url.username().is_empty() || url.password().is_some();
-        if url.scheme() != "http" || credentials || proxied {
+        if credentials || proxied {
             return None;
         }
-        let host = match url.host()? {
-            url::Host::Domain(domain) => domain.to_owned(),
-            url::Host::Ipv4(ip) => ip.to_string(),
-            url::Host::Ipv6(ip) => ip.to_string(),
+        let (host, server_name) = match url.host()? {
+            url::Host::Domain(domain) => (
+                domain.to_owned(),
+                ServerName::try_from(domain.to_owned()).ok()?,
+            ),
+            url::Host::Ipv4(ip) => (ip.to_string(), ServerName::IpAddress(ip.into())),
+            url::Host::Ipv6(ip) => (ip.to_string(), ServerName::IpAddress(ip.into())),
+        };
+        let tls = if url.scheme() == "https" {
+            // Without a configuration (the platform's verifier would not start), reqwest
+            // gets the requests, and reports what fails.
+            Some((TlsConnector::from(tls_config().ok()?), server_name))
+        } else {
+            None
         };
         let port = url.port_or_known_default()?;
         let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
@@ -90,6 +133,7 @@ impl Http1 {
             target: url[url::Position::BeforePath..].to_owned(),
             host_header: HeaderValue::from_str(authority).ok()?,
             connect_timeout,
+            tls,
         })
     }
 
@@ -120,27 +164,39 @@ impl Http1 {
         }
     }
 
+    /// A new connection, its TLS handshake done for `https://`; both within the connect
+    /// timeout, as reqwest counts it.
     async fn connect(&self) -> Result<Connection, String> {
         let connecting = async {
             let mut last = None;
+            let mut stream = None;
             for address in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
                 match TcpStream::connect(address).await {
-                    Ok(stream) => return Ok(stream),
+                    Ok(connected) => {
+                        stream = Some(connected);
+                        break;
+                    }
                     Err(e) => last = Some(e),
                 }
             }
-            Err(last.unwrap_or_else(|| std::io::Error::other("the host has no address")))
+            let Some(stream) = stream else {
+                return Err(last.unwrap_or_else(|| io::Error::other("the host has no address")));
+            };
+            // The upstream socket carries small, latency-sensitive writes too.
+            stream.set_nodelay(true)?;
+            Ok(match &self.tls {
+                None => Transport::Plain(stream),
+                Some((connector, name)) => {
+                    let stream = connector.connect(name.clone(), stream).await?;
+                    Transport::Tls(Box::new(stream))
+                }
+            })
         };
-        let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(format!("connection failed ({e})")),
-            Err(_) => return Err("connection failed (timed out)".to_owned()),
-        };
-        // The upstream socket carries small, latency-sensitive writes too.
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("connection failed ({e})"))?;
-        Ok(Connection::new(stream))
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(transport)) => Ok(Connection::new(transport)),
+            Ok(Err(e)) => Err(format!("connection failed ({e})")),
+            Err(_) => Err("connection failed (timed out)".to_owned()),
+        }
     }
 }
 

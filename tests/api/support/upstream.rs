@@ -1,15 +1,18 @@
 //! A scripted upstream on a raw socket: every byte it sends is the test's choice (slow
 //! chunks, garbage, a cut, a stall), and it records each request and each connection the
-//! gateway dropped before the script was done.
+//! gateway dropped before the script was done. [`MockUpstream::start_tls`] plays the same
+//! scripts over TLS, with a certificate of its own.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, pki_types::PrivatePkcs8KeyDer};
 
 #[derive(Clone, Debug)]
 pub enum Step {
@@ -36,6 +39,8 @@ pub struct Recorded {
     pub path: String,
     pub head: String,
     pub body: Value,
+    /// Over TLS, the protocols the client offered by ALPN.
+    pub offered: Vec<String>,
 }
 
 impl Recorded {
@@ -59,6 +64,8 @@ struct State {
 
 pub struct MockUpstream {
     pub base_url: String,
+    /// Over TLS, the PEM file of the upstream's certificate, for `SSL_CERT_FILE`.
+    pub certificate: Option<std::path::PathBuf>,
     state: Arc<Mutex<State>>,
     dropped: Arc<Notify>,
 }
@@ -66,6 +73,40 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Serves `scripts` in order, one per request; the last one repeats.
     pub async fn start(scripts: Vec<Script>) -> MockUpstream {
+        Self::listen(scripts, None).await
+    }
+
+    /// The same over TLS, as `https://127.0.0.1:port/v1`, offering HTTP/2 and HTTP/1.1 as API
+    /// servers do (the scripts are HTTP/1.1: a client that picks h2 gets nowhere).
+    pub async fn start_tls(scripts: Vec<Script>) -> MockUpstream {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key.into())
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut upstream = Self::listen(scripts, Some(TlsAcceptor::from(Arc::new(config)))).await;
+        let path = std::env::temp_dir().join(format!(
+            "streamgate-test-upstream-{}-{}.pem",
+            std::process::id(),
+            upstream
+                .base_url
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .trim_end_matches("/v1")
+        ));
+        std::fs::write(&path, cert.pem()).unwrap();
+        upstream.certificate = Some(path);
+        upstream
+    }
+
+    async fn listen(scripts: Vec<Script>, tls: Option<TlsAcceptor>) -> MockUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
@@ -74,13 +115,41 @@ impl MockUpstream {
         }));
         let dropped = Arc::new(Notify::new());
         let (s, d) = (state.clone(), dropped.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, s.clone(), d.clone()));
+                let (s, d) = (s.clone(), d.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(serve(socket, Vec::new(), s, d));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let start = tokio_rustls::LazyConfigAcceptor::new(
+                                rustls::server::Acceptor::default(),
+                                socket,
+                            );
+                            let Ok(start) = start.await else { return };
+                            let offered = start
+                                .client_hello()
+                                .alpn()
+                                .into_iter()
+                                .flatten()
+                                .map(|p| String::from_utf8_lossy(p).into_owned())
+                                .collect();
+                            let config = acceptor.config().clone();
+                            if let Ok(stream) = start.into_stream(config).await {
+                                serve(stream, offered, s, d).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         MockUpstream {
-            base_url: format!("http://127.0.0.1:{port}/v1"),
+            base_url: format!("{scheme}://127.0.0.1:{port}/v1"),
+            certificate: None,
             state,
             dropped,
         }
@@ -110,10 +179,24 @@ impl MockUpstream {
     }
 }
 
-async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, dropped: Arc<Notify>) {
-    let Some(recorded) = read_request(&mut socket).await else {
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        if let Some(path) = &self.certificate {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn serve(
+    mut socket: impl AsyncRead + AsyncWrite + Unpin,
+    offered: Vec<String>,
+    state: Arc<Mutex<State>>,
+    dropped: Arc<Notify>,
+) {
+    let Some(mut recorded) = read_request(&mut socket).await else {
         return;
     };
+    recorded.offered = offered;
     let script = {
         let mut state = state.lock().unwrap();
         state.requests.push(recorded);
@@ -124,7 +207,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, dropped: Arc<Not
         state.last = next.clone();
         next
     };
-    let (mut reader, mut writer) = socket.into_split();
+    let (mut reader, mut writer) = tokio::io::split(socket);
     let finished = Arc::new(Notify::new());
     let done = finished.clone();
     let play = async move {
@@ -146,6 +229,7 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, dropped: Arc<Not
                 {
                     head.push_str("\r\n");
                     writer.write_all(head.as_bytes()).await?;
+                    writer.flush().await?;
                     head_sent = true;
                     write_step(&mut writer, step).await?;
                 }
@@ -185,28 +269,25 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>, dropped: Arc<Not
     drop(finished);
 }
 
-async fn write_step(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    step: Step,
-) -> std::io::Result<()> {
+/// Writes a step and flushes it: over TLS a write may stay in the session's buffer, and a
+/// step must be on the wire before the next one (a sleep, a stall) begins.
+async fn write_step(writer: &mut (impl AsyncWrite + Unpin), step: Step) -> std::io::Result<()> {
     match step {
-        Step::Raw(text) => writer.write_all(text.as_bytes()).await,
-        Step::Bytes(bytes) => writer.write_all(&bytes).await,
+        Step::Raw(text) => writer.write_all(text.as_bytes()).await?,
+        Step::Bytes(bytes) => writer.write_all(&bytes).await?,
         Step::Data(payload) => {
             writer
                 .write_all(format!("data: {payload}\n\n").as_bytes())
-                .await
+                .await?;
         }
-        Step::Sleep(d) => {
-            tokio::time::sleep(d).await;
-            Ok(())
-        }
+        Step::Sleep(d) => tokio::time::sleep(d).await,
         Step::Stall => futures::future::pending().await,
-        Step::Head(..) | Step::Header(_) => Ok(()),
+        Step::Head(..) | Step::Header(_) => {}
     }
+    writer.flush().await
 }
 
-async fn read_request(socket: &mut TcpStream) -> Option<Recorded> {
+async fn read_request(socket: &mut (impl AsyncRead + Unpin)) -> Option<Recorded> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -237,7 +318,12 @@ async fn read_request(socket: &mut TcpStream) -> Option<Recorded> {
     }
     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
     let body = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
-    Some(Recorded { path, head, body })
+    Some(Recorded {
+        path,
+        head,
+        body,
+        offered: Vec::new(),
+    })
 }
 
 // ---- scripts of realistic upstream answers ----
