@@ -11,6 +11,8 @@
 # CHUNKS=1 measures what a request costs besides its events (default 32).
 # DELAY_MS=2 paces the upstream's events 2 ms apart, so that each arrives in a read (and a
 # wake-up) of its own, as a model's tokens do; the default, 0, lets them arrive together.
+# TLS=1 serves the upstream over HTTPS (bench-upstream --tls, HTTP/1.1 or HTTP/2 as the relay
+# asks by ALPN), its certificate trusted through SSL_CERT_FILE (nginx: proxy_ssl_verify).
 #
 # Needs valgrind and the bench binaries (cargo build --release -p streamgate-bench).
 set -euo pipefail
@@ -27,14 +29,23 @@ trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 delay=${DELAY_MS:-0}
 chunks=${CHUNKS:-32}
-start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay"
-# shellcheck disable=SC2119 # no extra settings: the gateway as it starts by default
-start_relay_under_callgrind
+settings=()
+scheme=http
+if [[ ${TLS:-0} == 1 ]]; then
+  scheme=https
+  export UP_CA=$out/upstream-cert.pem
+  start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay" --tls "$UP_CA"
+  for _ in $(seq 100); do [[ -s $UP_CA ]] && break; sleep 0.1; done
+  settings=(UPSTREAM_BASE_URL=https://127.0.0.1:19081/v1 "SSL_CERT_FILE=$UP_CA")
+else
+  start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay"
+fi
+start_relay_under_callgrind "${settings[@]}"
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 >/dev/null
 callgrind_control -i on "$gw" >/dev/null
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 >/dev/null
 callgrind_control -d "$gw" >/dev/null
 sleep 1
 total=$(total_instructions "$out"/cg.out.*)
-echo "$bin ($dialect): $((total / 400)) instructions per request (400 requests of $chunks chunks, ${delay} ms apart)"
+echo "$bin ($dialect, $scheme upstream): $((total / 400)) instructions per request (400 requests of $chunks chunks, ${delay} ms apart)"
 if [[ -n "${KEEP:-}" ]]; then cp "$out"/cg.out.* "$KEEP"; echo "profile kept in $KEEP"; fi

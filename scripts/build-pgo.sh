@@ -22,10 +22,10 @@
 # A plain `cargo build --release` (target/release/streamgate) is neither used nor replaced.
 #
 # The training load is what the gateway does in production, on loopback: both dialects,
-# through an upstream over plain HTTP (the gateway's own HTTP/1.1 client) and over HTTPS
-# (reqwest and rustls; bench-upstream --tls), events arriving together and paced, with and
-# without the usage chunk; and the mock model. Code it does not reach (error paths, say) is
-# compiled as cold code: laid out apart from the hot paths, still correct. Training takes
+# through an upstream over plain HTTP and over HTTPS (the gateway's own HTTP/1.1 client, plain
+# and over rustls; bench-upstream --tls), events arriving together and paced, with and without
+# the usage chunk; and the mock model. Code it does not reach (error paths, say) is compiled
+# as cold code: laid out apart from the hot paths, still correct. Training takes
 # about 20 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
