@@ -4,14 +4,20 @@
 //! files `SSL_CERT_FILE` and `SSL_CERT_DIR` name). Only `http/1.1` is offered by ALPN: this
 //! client speaks nothing else.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
 
 /// The configuration for every https upstream connection, with the platform's verifier.
-/// Shared by all workers, so that sessions are resumed across them.
+/// Built once per process and shared by the workers' clients: the trust store is read once,
+/// and a session one worker made can be resumed by another.
 pub fn platform_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, rustls::Error>> = OnceLock::new();
+    CONFIG.get_or_init(build_platform_config).clone()
+}
+
+fn build_platform_config() -> Result<Arc<ClientConfig>, rustls::Error> {
     // A provider installed by the process would be reqwest's choice too; there is none in
     // this binary, so this is aws-lc-rs, reqwest's default.
     let provider = CryptoProvider::get_default()
