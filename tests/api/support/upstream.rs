@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, pki_types::PrivatePkcs8KeyDer};
 
 #[derive(Clone, Debug)]
@@ -90,7 +89,7 @@ impl MockUpstream {
             .with_single_cert(vec![cert.der().clone()], key.into())
             .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut upstream = Self::listen(scripts, Some(TlsAcceptor::from(Arc::new(config)))).await;
+        let mut upstream = Self::listen(scripts, Some(Arc::new(config))).await;
         let path = std::env::temp_dir().join(format!(
             "streamgate-test-upstream-{}-{}.pem",
             std::process::id(),
@@ -106,7 +105,7 @@ impl MockUpstream {
         upstream
     }
 
-    async fn listen(scripts: Vec<Script>, tls: Option<TlsAcceptor>) -> MockUpstream {
+    async fn listen(scripts: Vec<Script>, tls: Option<Arc<rustls::ServerConfig>>) -> MockUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
@@ -123,8 +122,8 @@ impl MockUpstream {
                     None => {
                         tokio::spawn(serve(socket, Vec::new(), s, d));
                     }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
+                    Some(config) => {
+                        let config = Arc::clone(config);
                         tokio::spawn(async move {
                             let start = tokio_rustls::LazyConfigAcceptor::new(
                                 rustls::server::Acceptor::default(),
@@ -138,7 +137,6 @@ impl MockUpstream {
                                 .flatten()
                                 .map(|p| String::from_utf8_lossy(p).into_owned())
                                 .collect();
-                            let config = acceptor.config().clone();
                             if let Ok(stream) = start.into_stream(config).await {
                                 serve(stream, offered, s, d).await;
                             }
