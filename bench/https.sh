@@ -99,7 +99,13 @@ start() {
       ;;
   esac
 }
-stop() { for p in ${SUT_PID//,/ }; do kill "$p" 2>/dev/null || true; done; sleep 0.5; }
+# stop: ends the relay and waits for it (nginx's workers are not this shell's children; their
+# master waits for them), so that the next row finds its port free.
+stop() {
+  local p
+  for p in ${SUT_PID//,/ }; do kill "$p" 2>/dev/null || true; done
+  for p in ${SUT_PID//,/ }; do wait "$p" 2>/dev/null || true; done
+}
 
 for sc in $SCENARIOS; do
   case $sc in
