@@ -6,7 +6,8 @@
 #   PROPTEST_CASES  cases per property (default 20000; `cargo test` alone runs 256)
 #   FUZZ_TIMEOUT    seconds before giving up (default 1200)
 #
-# About 3 minutes for 20000 cases in a debug build on two shared cores. A failure prints
+# About a minute for 20000 cases in a debug build on two shared cores (the random number
+# generator and proptest compiled optimised: Cargo.toml). A failure prints
 # the shrunk input and saves its seed under tests/proptest-regressions/: commit that file.
 set -eu
 cd "$(dirname "$0")/.."
