@@ -30,15 +30,17 @@ trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
 delay=${DELAY_MS:-0}
 chunks=${CHUNKS:-32}
 settings=()
+upstream_tls=()
 scheme=http
 if [[ ${TLS:-0} == 1 ]]; then
   scheme=https
   export UP_CA=$out/upstream-cert.pem
-  start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay" --tls "$UP_CA"
-  for _ in $(seq 100); do [[ -s $UP_CA ]] && break; sleep 0.1; done
+  upstream_tls=(--tls "$UP_CA")
   settings=(UPSTREAM_BASE_URL=https://127.0.0.1:19081/v1 "SSL_CERT_FILE=$UP_CA")
-else
-  start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay"
+fi
+start_upstream --chunks "$chunks" --delay-ms "$delay" --ttft-ms "$delay" "${upstream_tls[@]}"
+if [[ $scheme == https ]]; then
+  for _ in $(seq 100); do [[ -s $UP_CA ]] && break; sleep 0.1; done
 fi
 start_relay_under_callgrind "${settings[@]}"
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 >/dev/null

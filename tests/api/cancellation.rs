@@ -4,17 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::upstream::{MockUpstream, Script, Step, content_chunk, sse_head};
+use crate::support::upstream::{MockUpstream, Script, Step, slow_answer, sse_head};
 use crate::support::{SseReader, spawn_app, wait_until};
-
-fn slow_answer() -> Script {
-    let mut steps = vec![sse_head()];
-    for _ in 0..100 {
-        steps.push(Step::Data(content_chunk("tok")));
-        steps.push(Step::Sleep(Duration::from_millis(100)));
-    }
-    Script(steps)
-}
 
 #[actix_web::test]
 async fn a_dropped_openai_client_drops_the_upstream_mid_stream() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::process::Gateway;
-use crate::support::upstream::{self, MockUpstream, Script, Step, content_chunk, sse_head};
+use crate::support::upstream::{self, MockUpstream};
 use crate::support::{SseReader, error_of, frames, openai_text};
 
 fn request() -> Value {
@@ -59,12 +59,7 @@ async fn an_https_upstream_streams_over_http_1_1() {
 
 #[tokio::test]
 async fn a_dropped_client_drops_its_https_upstream() {
-    let mut steps = vec![sse_head()];
-    for _ in 0..100 {
-        steps.push(Step::Data(content_chunk("tok")));
-        steps.push(Step::Sleep(Duration::from_millis(100)));
-    }
-    let upstream = MockUpstream::start_tls(vec![Script(steps)]).await;
+    let upstream = MockUpstream::start_tls(vec![upstream::slow_answer()]).await;
     let gateway = gateway_trusting(&upstream).await;
     let mut reader = SseReader::new(post(&gateway).await);
     reader.next_frame().await.unwrap();

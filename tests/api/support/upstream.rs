@@ -361,6 +361,16 @@ pub fn answer(tokens: &[&str], gap: Duration) -> Script {
     Script(steps)
 }
 
+/// 100 chunks 100 ms apart: an answer still streaming when a test's client goes away.
+pub fn slow_answer() -> Script {
+    let mut steps = vec![sse_head()];
+    for _ in 0..100 {
+        steps.push(Step::Data(content_chunk("tok")));
+        steps.push(Step::Sleep(Duration::from_millis(100)));
+    }
+    Script(steps)
+}
+
 /// An upstream refusal with an OpenAI-shaped error body.
 pub fn refusal(status: u16, message: &str) -> Script {
     Script(vec![
