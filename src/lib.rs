@@ -19,6 +19,7 @@ pub mod request;
 pub mod request_id;
 pub mod request_log;
 pub mod routes;
+mod scan;
 pub mod secret;
 pub mod settings;
 pub mod settings_values;

@@ -6,14 +6,13 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::settings::Settings;
 
 mod members;
 
-use members::{Members, decode_string, is_null, json_string, string};
+use members::{Members, decoded_len, elements, is_null, json_string, objects, string};
 
 /// Which API the request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,10 +179,10 @@ impl ChatRequest {
     /// the checks let through, does not hide the prompt.
     pub fn prompt(&self) -> Vec<PromptMessage> {
         let all = std::str::from_utf8(&self.upstream[self.messages.clone()]).unwrap_or("[]");
-        let messages: Vec<&RawValue> = serde_json::from_str(all).unwrap_or_default();
-        messages
-            .iter()
-            .filter_map(|m| Members::parse(m.get().as_bytes()).ok())
+        elements(all)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| Members::parse(m.as_bytes()).ok())
             .map(|m| PromptMessage {
                 role: m
                     .get("role")
@@ -240,16 +239,27 @@ fn check_messages(messages: Option<&str>) -> Result<usize, ApiError> {
             "messages",
         ));
     };
-    let Ok(messages) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(messages) else {
-        return Err(invalid("`messages` must be an array", "messages"));
+    // Read in one pass when every message is an object the scanner takes; else element by
+    // element, so that the refusal names the message.
+    let messages: Vec<Option<Members>> = match objects(messages) {
+        Some(all) => all.into_iter().map(Some).collect(),
+        None => {
+            let Some(elements) = elements(messages) else {
+                return Err(invalid("`messages` must be an array", "messages"));
+            };
+            elements
+                .into_iter()
+                .map(|m| Members::parse(m.as_bytes()).ok())
+                .collect()
+        }
     };
     if messages.is_empty() {
         return Err(invalid("`messages` must not be empty", "messages"));
     }
     let mut chars = 0;
-    for (i, message) in messages.iter().enumerate() {
+    for (i, message) in messages.into_iter().enumerate() {
         let at = |field: &str| format!("messages[{i}]{field}");
-        let Ok(message) = Members::parse(message.get().as_bytes()) else {
+        let Some(message) = message else {
             return Err(ApiError::invalid(
                 format!("`{}` must be an object", at("")),
                 at(""),
@@ -278,8 +288,8 @@ fn check_messages(messages: Option<&str>) -> Result<usize, ApiError> {
         }
         let calls_tools = message.contains("tool_calls") || message.contains("function_call");
         match message.raw("content") {
-            Some(text) if text.starts_with('"') => match decode_string(text) {
-                Ok(text) => chars += text.len(),
+            Some(text) if text.starts_with('"') => match decoded_len(text) {
+                Ok(len) => chars += len,
                 Err(e) => {
                     return Err(ApiError::invalid(
                         format!("`{}` is not a valid string: {e}", at(".content")),
@@ -318,9 +328,8 @@ fn text_parts(parts: &str) -> usize {
 
 /// Calls `f` with the `text` of each content part that has one, in order.
 fn each_part_text(parts: &str, mut f: impl FnMut(&str)) {
-    let parts: Vec<&RawValue> = serde_json::from_str(parts).unwrap_or_default();
-    for part in parts {
-        if let Ok(part) = Members::parse(part.get().as_bytes())
+    for part in elements(parts).unwrap_or_default() {
+        if let Ok(part) = Members::parse(part.as_bytes())
             && let Some(text) = part.get("text").and_then(string)
         {
             f(&text);

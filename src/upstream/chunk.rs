@@ -8,8 +8,8 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::scan::{Cursor, Scan, ScanError, decode_string};
 use super::{Event, UpstreamError};
+use crate::scan::{Cursor, Scan, ScanError, decode_string};
 
 /// Token counts, as upstreams report them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,6 @@ mod error;
 mod h1;
 mod response;
 mod sanitize;
-mod scan;
 mod sse;
 
 use std::pin::Pin;
