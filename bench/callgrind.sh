@@ -11,6 +11,8 @@
 # CHUNKS=1 measures what a request costs besides its events (default 32).
 # DELAY_MS=2 paces the upstream's events 2 ms apart, so that each arrives in a read (and a
 # wake-up) of its own, as a model's tokens do; the default, 0, lets them arrive together.
+# EXTRA_JSON=FILE merges that JSON object into each request body (loadgen --extra-json): with
+# bench/history-4k.json, a 21-message, 4 KB history in place of the one-line prompt.
 # TLS=1 serves the upstream over HTTPS (bench-upstream --tls, HTTP/1.1 or HTTP/2 as the relay
 # asks by ALPN), its certificate trusted through SSL_CERT_FILE (nginx: proxy_ssl_verify).
 #
@@ -43,9 +45,11 @@ if [[ $scheme == https ]]; then
   for _ in $(seq 100); do [[ -s $UP_CA ]] && break; sleep 0.1; done
 fi
 start_relay_under_callgrind "${settings[@]}"
-"$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 >/dev/null
+body=()
+if [[ -n "${EXTRA_JSON:-}" ]]; then body=(--extra-json "$(cat "$EXTRA_JSON")"); fi
+"$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 "${body[@]}" >/dev/null
 callgrind_control -i on "$gw" >/dev/null
-"$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 >/dev/null
+"$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 "${body[@]}" >/dev/null
 callgrind_control -d "$gw" >/dev/null
 sleep 1
 total=$(total_instructions "$out"/cg.out.*)

@@ -29,6 +29,9 @@
 #   UPSTREAM_ARGS="..."    more arguments for every bench-upstream, e.g. --head-with-first
 #                          (its response head held until the first event, as the gateway
 #                          holds its own) [none]
+#   BODY_JSON=file         a JSON object merged into every closed-loop request body (loadgen
+#                          --extra-json), e.g. bench/history-4k.json: a 21-message, 4 KB chat
+#                          history in place of the one-line prompt [none]
 #   PIN=1                  the load side (bench-upstream, loadgen) on CPU 0 and the system
 #                          under test (gateway, nginx) on CPU 1, by `taskset`: each relay then
 #                          has a core to itself, as in a deployment, instead of competing with
@@ -251,6 +254,7 @@ closed() {
   shift 3
   start_upstream "$@"
   local common=(-c "$c" -d "$DURATION" --warmup-secs "$WARMUP")
+  if [[ -n ${BODY_JSON:-} ]]; then common+=(--extra-json "$(cat "$BODY_JSON")"); fi
   for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     closed_round "$sc" "$title" "${common[@]}"
   done
@@ -377,6 +381,10 @@ log "report"
   echo
   if ((${#SUT_CPU[@]})); then
     echo "Pinned (PIN=1): bench-upstream and loadgen on CPU 0, the system under test on CPU 1."
+    echo
+  fi
+  if [[ -n ${BODY_JSON:-} ]]; then
+    echo "Closed-loop request bodies merged with $BODY_JSON ($(wc -c <"$BODY_JSON") bytes)."
     echo
   fi
   if ((${#FILES[@]})); then
