@@ -46,7 +46,7 @@ if [[ $scheme == https ]]; then
 fi
 start_relay_under_callgrind "${settings[@]}"
 body=()
-if [[ -n "${EXTRA_JSON:-}" ]]; then body=(--extra-json "$(cat "$EXTRA_JSON")"); fi
+if [[ -n "${EXTRA_JSON:-}" ]]; then body=(--extra-json "@$EXTRA_JSON"); fi
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 100 --timeout-secs 120 "${body[@]}" >/dev/null
 callgrind_control -i on "$gw" >/dev/null
 "$bins/loadgen" run --url http://127.0.0.1:19080 --dialect "$dialect" -c 4 -n 400 --timeout-secs 120 "${body[@]}" >/dev/null

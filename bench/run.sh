@@ -254,7 +254,7 @@ closed() {
   shift 3
   start_upstream "$@"
   local common=(-c "$c" -d "$DURATION" --warmup-secs "$WARMUP")
-  if [[ -n ${BODY_JSON:-} ]]; then common+=(--extra-json "$(cat "$BODY_JSON")"); fi
+  if [[ -n ${BODY_JSON:-} ]]; then common+=(--extra-json "@$BODY_JSON"); fi
   for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     closed_round "$sc" "$title" "${common[@]}"
   done

@@ -61,7 +61,8 @@ struct Common {
     /// Ask for `stream_options.include_usage` (openai dialect).
     #[arg(long)]
     include_usage: bool,
-    /// JSON object merged into the request body, e.g. '{"bench_delay_ms":0}'.
+    /// JSON object merged into the request body, e.g. '{"bench_delay_ms":0}'; `@FILE` reads
+    /// it from FILE (so that a long one, a chat history, stays out of the command line).
     #[arg(long)]
     extra_json: Option<String>,
     /// Raw JSON request body, replacing the generated one.
@@ -157,6 +158,12 @@ fn secs(s: f64) -> Duration {
 }
 
 fn target(c: &Common) -> Result<Target, String> {
+    let extra_json = match c.extra_json.as_deref() {
+        Some(file) if file.starts_with('@') => Some(
+            std::fs::read_to_string(&file[1..]).map_err(|e| format!("--extra-json {file}: {e}"))?,
+        ),
+        other => other.map(str::to_owned),
+    };
     Target::new(
         &c.url,
         c.path.as_deref(),
@@ -166,7 +173,7 @@ fn target(c: &Common) -> Result<Target, String> {
             model: c.model.as_deref(),
             prompt: &c.prompt,
             include_usage: c.include_usage,
-            extra_json: c.extra_json.as_deref(),
+            extra_json: extra_json.as_deref(),
             body: c.body.as_deref(),
         },
     )
