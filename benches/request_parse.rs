@@ -1,6 +1,6 @@
 //! What reading a chat request costs: `ChatRequest::parse` on a one-line prompt (what the load
 //! generator sends) and on a 4 KB history of 21 messages with code in it (what a chat front-end
-//! sends by its tenth turn: every turn carries the whole conversation).
+//! sends by its tenth turn: every turn carries the whole conversation), bench/history-4k.json.
 //!
 //!     cargo bench --bench request_parse
 //!
@@ -20,22 +20,13 @@ fn short() -> String {
         .to_owned()
 }
 
+/// bench/history-4k.json's messages (the history `bench/run.sh` can send in every request),
+/// with the members an OpenAI SDK adds.
 fn long() -> String {
-    let mut messages = vec![
-        r#"{"role":"system","content":"You are a helpful assistant. Answer briefly and cite sources when you can."}"#
-            .to_owned(),
-    ];
-    for i in 0..10 {
-        messages.push(format!(
-            r#"{{"role":"user","content":"Question {i}: could you explain how the borrow checker treats two mutable references to one vector, with an example?\nThanks!"}}"#
-        ));
-        messages.push(format!(
-            r#"{{"role":"assistant","content":"Answer {i}: Rust allows one mutable reference at a time. Here is an example:\n\n```rust\nlet mut v = vec![1, 2, 3];\nlet a = &mut v;\na.push(4);\n```\nA second `&mut v` while `a` is live is refused."}}"#
-        ));
-    }
+    let history = include_str!("../bench/history-4k.json").trim();
+    let members = &history[1..history.len() - 1];
     format!(
-        r#"{{"model":"gpt-4o-mini","messages":[{}],"stream":true,"stream_options":{{"include_usage":true}},"temperature":0.7}}"#,
-        messages.join(",")
+        r#"{{"model":"gpt-4o-mini",{members},"stream":true,"stream_options":{{"include_usage":true}},"temperature":0.7}}"#
     )
 }
 

@@ -30,10 +30,11 @@ pub struct Members<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
 impl<'a> Members<'a> {
     /// Reads `text` as an object; an error for anything else, JSON or not.
     pub fn parse(text: &'a [u8]) -> serde_json::Result<Self> {
-        // The scanner reads a 4 KB chat body in about a fifth of serde_json's instructions.
-        // What it does not take (text that is not UTF-8 or not an object, an escaped key,
-        // nesting past 128 levels, which serde_json lets through in a raw value) goes to
-        // serde_json, which then gives its members or the error the client is shown.
+        // The scanner the upstream's chunks are read with, a little cheaper than serde_json
+        // here and, unlike it, able to read `messages` and its objects in one pass
+        // (`objects`). What it does not take (text that is not UTF-8 or not an object, an
+        // escaped key, nesting past 128 levels, which serde_json lets through in a raw value)
+        // goes to serde_json, which then gives its members or the error the client is shown.
         match std::str::from_utf8(text).ok().and_then(scanned) {
             Some(members) => Ok(members),
             None => serde_json::from_slice(text),
@@ -154,16 +155,13 @@ fn members_at<'a>(cursor: &mut Cursor<'_>, text: &'a str) -> Option<Members<'a>>
 pub fn objects(json: &str) -> Option<Vec<Members<'_>>> {
     let mut cursor = Cursor::new(json.as_bytes());
     let mut objects = Vec::new();
-    let mut taken = true;
     cursor
-        .array(|cursor| {
-            let members = members_at(cursor, json);
-            taken &= members.is_some();
-            objects.extend(members);
-            match taken {
-                true => Ok(()),
-                false => Err(cursor.error_here("left to serde_json")),
+        .array(|cursor| match members_at(cursor, json) {
+            Some(members) => {
+                objects.push(members);
+                Ok(())
             }
+            None => Err(cursor.error_here("left to serde_json")),
         })
         .ok()?;
     cursor.end().ok()?;
