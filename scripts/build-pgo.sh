@@ -24,7 +24,8 @@
 # The training load is what the gateway does in production, on loopback: both dialects,
 # through an upstream over plain HTTP and over HTTPS (the gateway's own HTTP/1.1 client, plain
 # and over rustls; bench-upstream --tls), events arriving together and paced, with and without
-# the usage chunk; and the mock model. Code it does not reach (error paths, say) is compiled
+# the usage chunk, one-line prompts and a 4 KB chat history (bench/history-4k.json); and the
+# mock model. Code it does not reach (error paths, say) is compiled
 # as cold code: laid out apart from the hot paths, still correct. Training takes
 # about 20 seconds.
 set -euo pipefail
@@ -112,6 +113,8 @@ for upstream in "http://127.0.0.1:$up_port/v1" "https://127.0.0.1:$tls_port/v1";
   load -c 64 -n 6000
   load -c 64 -n 3000 --dialect browser
   load -c 64 -n 1500 --include-usage
+  # A chat front-end resends the conversation every turn: bodies of kilobytes.
+  load -c 64 -n 1500 --extra-json @bench/history-4k.json
   load -c 64 -n 1000 --extra-json "$(paced 2)"
   load -c 64 -n 600 --dialect browser --extra-json "$(paced 2)"
   load -c 256 -n 512 --extra-json "$(paced 20)"
