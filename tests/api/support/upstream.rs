@@ -363,12 +363,7 @@ pub fn answer(tokens: &[&str], gap: Duration) -> Script {
 
 /// 100 chunks 100 ms apart: an answer still streaming when a test's client goes away.
 pub fn slow_answer() -> Script {
-    let mut steps = vec![sse_head()];
-    for _ in 0..100 {
-        steps.push(Step::Data(content_chunk("tok")));
-        steps.push(Step::Sleep(Duration::from_millis(100)));
-    }
-    Script(steps)
+    answer(&["tok"; 100], Duration::from_millis(100))
 }
 
 /// An upstream refusal with an OpenAI-shaped error body.
