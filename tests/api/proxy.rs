@@ -1,10 +1,12 @@
-//! A proxy in the environment (`HTTP_PROXY`) is honoured for a plain-http upstream: the
-//! gateway's own connections to such upstreams step aside for reqwest, which uses it.
+//! A proxy in the environment is honoured: `HTTP_PROXY` for a plain-http upstream, and
+//! `HTTPS_PROXY` (a `CONNECT` tunnel, TLS end to end) for an `https://` one. The gateway's own
+//! connections step aside for reqwest, which uses it.
 
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::connect_proxy::ConnectProxy;
 use crate::support::process::Gateway;
 use crate::support::upstream::{self, MockUpstream};
 use crate::support::{frames, openai_text};
@@ -35,5 +37,46 @@ async fn a_proxy_in_the_environment_carries_the_upstream_requests() {
     assert_eq!(
         requests[0].path, "http://upstream.invalid/v1/chat/completions",
         "asked of the proxy in absolute form"
+    );
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_through_a_connect_tunnel() {
+    // HTTP/1.1 only: reqwest would pick h2, which the scripted upstream does not speak.
+    let answer = upstream::answer(&["Hel", "lo", "!"], Duration::from_millis(5));
+    let upstream = MockUpstream::start_tls_offering(vec![answer], &[b"http/1.1"]).await;
+    let proxy = ConnectProxy::start().await;
+    let certificate = upstream.certificate.as_ref().unwrap().to_str().unwrap();
+    let gateway = Gateway::start(&[
+        ("UPSTREAM_BASE_URL", &upstream.base_url),
+        ("UPSTREAM_API_KEY", "sk-upstream"),
+        ("UPSTREAM_RETRIES", "0"),
+        ("SSL_CERT_FILE", certificate),
+        ("HTTPS_PROXY", &proxy.url),
+    ])
+    .await;
+    let request = json!({"model": "m", "stream": true,
+                         "messages": [{"role": "user", "content": "hi"}]});
+    let response = gateway
+        .client
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let frames = frames(response).await;
+    assert_eq!(openai_text(&frames), "Hello!");
+    assert_eq!(frames.last().map(String::as_str), Some("data: [DONE]"));
+    let authority = upstream.base_url.trim_start_matches("https://");
+    let authority = authority.trim_end_matches("/v1");
+    assert_eq!(proxy.targets(), [authority], "one tunnel, to the upstream");
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].path, "/v1/chat/completions");
+    assert_eq!(
+        requests[0].header("authorization").as_deref(),
+        Some("Bearer sk-upstream"),
+        "the key travels inside the tunnel, to the upstream only"
     );
 }

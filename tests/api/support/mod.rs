@@ -1,6 +1,7 @@
 //! What every integration test needs: the real server on a loopback port 0, a scripted
 //! upstream, and an SSE reader.
 
+pub mod connect_proxy;
 pub mod process;
 pub mod scrape;
 pub mod upstream;

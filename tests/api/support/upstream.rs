@@ -78,6 +78,12 @@ impl MockUpstream {
     /// The same over TLS, as `https://127.0.0.1:port/v1`, offering HTTP/2 and HTTP/1.1 as API
     /// servers do (the scripts are HTTP/1.1: a client that picks h2 gets nowhere).
     pub async fn start_tls(scripts: Vec<Script>) -> MockUpstream {
+        Self::start_tls_offering(scripts, &[b"h2", b"http/1.1"]).await
+    }
+
+    /// The same, offering only these protocols by ALPN: `http/1.1` alone for a client that
+    /// would otherwise pick h2 (reqwest, when a proxy is set).
+    pub async fn start_tls_offering(scripts: Vec<Script>, alpn: &[&[u8]]) -> MockUpstream {
         let rcgen::CertifiedKey { cert, signing_key } =
             rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let key = PrivatePkcs8KeyDer::from(signing_key.serialize_der());
@@ -88,7 +94,7 @@ impl MockUpstream {
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], key.into())
             .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let mut upstream = Self::listen(scripts, Some(Arc::new(config))).await;
         let path = std::env::temp_dir().join(format!(
             "streamgate-test-upstream-{}-{}.pem",
