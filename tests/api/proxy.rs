@@ -11,6 +11,19 @@ use crate::support::process::Gateway;
 use crate::support::upstream::{self, MockUpstream};
 use crate::support::{frames, openai_text};
 
+async fn post_chat(gateway: &Gateway) -> reqwest::Response {
+    let request = json!({"model": "m", "stream": true,
+                         "messages": [{"role": "user", "content": "hi"}]});
+    let url = gateway.url("/v1/chat/completions");
+    gateway
+        .client
+        .post(url)
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_proxy_in_the_environment_carries_the_upstream_requests() {
     // The scripted upstream plays the proxy: it answers whatever it is asked for.
@@ -21,15 +34,7 @@ async fn a_proxy_in_the_environment_carries_the_upstream_requests() {
         ("HTTP_PROXY", &proxy_url),
     ])
     .await;
-    let request = json!({"model": "m", "stream": true,
-                         "messages": [{"role": "user", "content": "hi"}]});
-    let response = gateway
-        .client
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let response = post_chat(&gateway).await;
     assert_eq!(response.status(), 200);
     assert_eq!(openai_text(&frames(response).await), "Hi!");
     let requests = proxy.requests();
@@ -55,15 +60,7 @@ async fn an_https_upstream_is_reached_through_a_connect_tunnel() {
         ("HTTPS_PROXY", &proxy.url),
     ])
     .await;
-    let request = json!({"model": "m", "stream": true,
-                         "messages": [{"role": "user", "content": "hi"}]});
-    let response = gateway
-        .client
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let response = post_chat(&gateway).await;
     assert_eq!(response.status(), 200);
     let frames = frames(response).await;
     assert_eq!(openai_text(&frames), "Hello!");
