@@ -67,13 +67,20 @@ async fn an_https_upstream_is_reached_through_a_connect_tunnel() {
     assert_eq!(frames.last().map(String::as_str), Some("data: [DONE]"));
     let authority = upstream.base_url.trim_start_matches("https://");
     let authority = authority.trim_end_matches("/v1");
-    assert_eq!(proxy.targets(), [authority], "one tunnel, to the upstream");
+    let tunnels = proxy.tunnels();
+    assert_eq!(tunnels.len(), 1, "one tunnel");
+    assert_eq!(tunnels[0].target, authority, "to the upstream");
+    assert!(
+        !tunnels[0].head.contains("sk-upstream"),
+        "the proxy never sees the upstream's key: {}",
+        tunnels[0].head
+    );
     let requests = upstream.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].path, "/v1/chat/completions");
     assert_eq!(
         requests[0].header("authorization").as_deref(),
         Some("Bearer sk-upstream"),
-        "the key travels inside the tunnel, to the upstream only"
+        "the key reaches the upstream, inside the tunnel"
     );
 }

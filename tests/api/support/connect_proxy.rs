@@ -9,30 +9,37 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub struct ConnectProxy {
     pub url: String,
-    targets: Arc<Mutex<Vec<String>>>,
+    tunnels: Arc<Mutex<Vec<Tunnel>>>,
+}
+
+/// A `CONNECT` asked for: its `host:port` and its whole request head.
+#[derive(Clone)]
+pub struct Tunnel {
+    pub target: String,
+    pub head: String,
 }
 
 impl ConnectProxy {
     pub async fn start() -> ConnectProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let targets = Arc::new(Mutex::new(Vec::new()));
-        let seen = targets.clone();
+        let tunnels = Arc::new(Mutex::new(Vec::new()));
+        let seen = tunnels.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 tokio::spawn(tunnel(client, seen.clone()));
             }
         });
-        ConnectProxy { url, targets }
+        ConnectProxy { url, tunnels }
     }
 
-    /// The `host:port` of every `CONNECT` asked for, in order.
-    pub fn targets(&self) -> Vec<String> {
-        self.targets.lock().unwrap().clone()
+    /// Every `CONNECT` asked for, in order.
+    pub fn tunnels(&self) -> Vec<Tunnel> {
+        self.tunnels.lock().unwrap().clone()
     }
 }
 
-async fn tunnel(mut client: TcpStream, targets: Arc<Mutex<Vec<String>>>) {
+async fn tunnel(mut client: TcpStream, tunnels: Arc<Mutex<Vec<Tunnel>>>) {
     let Some(head) = read_head(&mut client).await else {
         return;
     };
@@ -45,8 +52,12 @@ async fn tunnel(mut client: TcpStream, targets: Arc<Mutex<Vec<String>>>) {
             .await;
         return;
     };
-    targets.lock().unwrap().push(target.to_owned());
-    let Ok(mut upstream) = TcpStream::connect(target).await else {
+    let target = target.to_owned();
+    tunnels.lock().unwrap().push(Tunnel {
+        target: target.clone(),
+        head: head.clone(),
+    });
+    let Ok(mut upstream) = TcpStream::connect(&target).await else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
         return;
     };
@@ -59,8 +70,8 @@ async fn tunnel(mut client: TcpStream, targets: Arc<Mutex<Vec<String>>>) {
     }
 }
 
-/// The request head, up to its blank line; a client sends nothing after it before the
-/// `200`, so nothing read past it is lost.
+/// The request head, up to its blank line, read a byte at a time so that nothing after it
+/// (the client's TLS hello, once the `200` is out) is taken from the tunnel.
 async fn read_head(client: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
