@@ -14,7 +14,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::scan::{Cursor, stop_byte};
+use crate::scan::{Cursor, Scan, stop_byte};
 
 /// Members up to which a repeated key is looked for by a scan rather than an index.
 const SCAN_UP_TO: usize = 32;
@@ -153,18 +153,14 @@ fn members_at<'a>(cursor: &mut Cursor<'_>, text: &'a str) -> Option<Members<'a>>
 /// anything else or the scanner gives up, and then [`elements`] and [`Members::parse`] say
 /// exactly what is wrong.
 pub fn objects(json: &str) -> Option<Vec<Members<'_>>> {
-    let mut cursor = Cursor::new(json.as_bytes());
     let mut objects = Vec::new();
-    cursor
-        .array(|cursor| match members_at(cursor, json) {
-            Some(members) => {
-                objects.push(members);
-                Ok(())
-            }
-            None => Err(cursor.error_here("left to serde_json")),
-        })
-        .ok()?;
-    cursor.end().ok()?;
+    each_element(json, |cursor| match members_at(cursor, json) {
+        Some(members) => {
+            objects.push(members);
+            Ok(())
+        }
+        None => Err(cursor.error_here("left to serde_json")),
+    })?;
     Some(objects)
 }
 
@@ -178,13 +174,17 @@ pub fn elements(json: &str) -> Option<Vec<&str>> {
 }
 
 fn scanned_elements(json: &str) -> Option<Vec<&str>> {
-    let mut cursor = Cursor::new(json.as_bytes());
     let mut spans = Vec::new();
-    cursor
-        .array(|cursor| cursor.value().map(|span| spans.push(span)))
-        .ok()?;
-    cursor.end().ok()?;
+    each_element(json, |cursor| cursor.value().map(|span| spans.push(span)))?;
     spans.into_iter().map(|span| json.get(span)).collect()
+}
+
+/// Calls `element` with the cursor at each element of the JSON array `json`; `None` if `json`
+/// is not an array with nothing after it, or `element` fails.
+fn each_element<'j>(json: &'j str, element: impl FnMut(&mut Cursor<'j>) -> Scan<()>) -> Option<()> {
+    let mut cursor = Cursor::new(json.as_bytes());
+    cursor.array(element).ok()?;
+    cursor.end().ok()
 }
 
 pub fn is_null(json: &str) -> bool {
