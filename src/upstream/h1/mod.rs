@@ -15,9 +15,10 @@
 //! instructions per event. Here the stream reads the socket and splits each chunk's data off
 //! the read buffer (`wire.rs`); `httparse`, which hyper uses too, reads the head.
 //!
-//! Over TLS (`tls.rs`) this is HTTP/1.1, one connection per stream in flight, where reqwest
-//! would multiplex HTTP/2: as nginx and the OpenAI SDKs talk to these APIs. HTTP/2 framed
-//! every event a second time and moved each frame through its own connection task.
+//! Over TLS (`tls.rs`; `tls_stream.rs` drives rustls without its buffers) this is HTTP/1.1,
+//! one connection per stream in flight, where reqwest would multiplex HTTP/2: as nginx and
+//! the OpenAI SDKs talk to these APIs. HTTP/2 framed every event a second time and moved each
+//! frame through its own connection task.
 //!
 //! Used only where it does all that reqwest would: `http://` and `https://` upstreams,
 //! without credentials in the URL and without a proxy in the environment. An answer that
@@ -29,6 +30,7 @@ mod pool;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod tls_stream;
 mod transport;
 mod wire;
 
@@ -43,7 +45,6 @@ use reqwest::header::HeaderValue;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 pub use body::Body;
 use conn::Connection;
@@ -67,7 +68,7 @@ pub struct Http1 {
     host_header: HeaderValue,
     connect_timeout: Duration,
     /// For `https://`: the handshake's configuration and the name the certificate must carry.
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 /// The head of an upstream's answer, and its body still to be read.
@@ -120,7 +121,7 @@ impl Http1 {
         let tls = if url.scheme() == "https" {
             // Without a configuration (the platform's verifier would not start), reqwest
             // gets the requests, and reports what fails.
-            Some((TlsConnector::from(tls_config().ok()?), server_name))
+            Some((tls_config().ok()?, server_name))
         } else {
             None
         };
@@ -186,9 +187,9 @@ impl Http1 {
             stream.set_nodelay(true)?;
             Ok(match &self.tls {
                 None => Transport::Plain(stream),
-                Some((connector, name)) => {
-                    let stream = connector.connect(name.clone(), stream).await?;
-                    Transport::Tls(Box::new(stream))
+                Some((config, name)) => {
+                    let stream = tls_stream::connect(Arc::clone(config), name.clone(), stream);
+                    Transport::Tls(Box::new(stream.await?))
                 }
             })
         };

@@ -6,13 +6,14 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+
+use super::tls_stream::TlsStream;
 
 pub enum Transport {
     Plain(TcpStream),
     /// Boxed: rustls's connection state is a few hundred bytes more than a socket, and a
     /// plain connection should not carry that room.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
 }
 
 impl AsyncRead for Transport {
