@@ -6,7 +6,7 @@
 //! what an idle held stream cost over https (BENCHMARKS.md, run H1: 17.3 KiB against 7.6 over
 //! http). Here each read lands in a buffer on the stack and its records are decrypted from
 //! there; only a record cut by the end of a read is kept on the heap, until its rest comes.
-//! Between events a connection holds no buffer at all.
+//! Between events a connection keeps no read or write buffer.
 
 use std::io;
 use std::mem::MaybeUninit;

@@ -11,8 +11,8 @@ use super::tls_stream::TlsStream;
 
 pub enum Transport {
     Plain(TcpStream),
-    /// Boxed: rustls's connection state is a few hundred bytes more than a socket, and a
-    /// plain connection should not carry that room.
+    /// Boxed: rustls's connection state is about a kilobyte more than a socket, and a plain
+    /// connection should not carry that room.
     Tls(Box<TlsStream>),
 }
 
